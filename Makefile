@@ -13,6 +13,7 @@ $(BIN)/vigil-listener: pyproject.toml
 	touch $@
 
 demo: $(BIN)/vigil-listener
+	mkdir -p run
 	$(BIN)/supervisord -n -c conf/demo.conf
 
 test: $(BIN)/vigil-listener

@@ -1,0 +1,171 @@
+"""vigild's event loop: one selector, a timer heap on the monotonic clock, signals via a pipe.
+
+No fixed poll timeout: ``select`` sleeps until the earliest timer, a readable or
+writable fd, or a signal (``signal.set_wakeup_fd``), so a child's exit is handled
+the moment SIGCHLD arrives and a timer fires on time, not on the next 1-second tick.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import selectors
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import FrameType
+
+__all__ = ["Loop", "Timer"]
+
+Callback = Callable[[], None]
+
+
+class Timer:
+    """A scheduled callback; ``cancel()`` makes it a no-op."""
+
+    __slots__ = ("callback", "cancelled", "seq", "when")
+
+    def __init__(self, when: float, seq: int, callback: Callback) -> None:
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: Timer) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class Loop:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._sel = selectors.DefaultSelector()
+        self._timers: list[Timer] = []
+        self._seq = itertools.count()
+        self._pending_signals: deque[int] = deque()
+        self._signal_handler: Callable[[int], None] | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._readers: dict[int, Callback] = {}
+        self._writers: dict[int, Callback] = {}
+        self._old_handlers: dict[int, object] = {}
+        self._old_wakeup = -1
+
+    # -- timers --------------------------------------------------------------------
+
+    def call_at(self, when: float, callback: Callback) -> Timer:
+        t = Timer(when, next(self._seq), callback)
+        heapq.heappush(self._timers, t)
+        return t
+
+    def call_later(self, delay: float, callback: Callback) -> Timer:
+        return self.call_at(self.clock() + delay, callback)
+
+    def call_soon(self, callback: Callback) -> Timer:
+        return self.call_at(float("-inf"), callback)
+
+    # -- fds -----------------------------------------------------------------------
+
+    def _update(self, fd: int) -> None:
+        mask = (selectors.EVENT_READ if fd in self._readers else 0) | (
+            selectors.EVENT_WRITE if fd in self._writers else 0
+        )
+        try:
+            key = self._sel.get_key(fd)
+        except KeyError:
+            key = None
+        if key is None:
+            if mask:
+                self._sel.register(fd, mask, None)
+        elif mask:
+            if key.events != mask:
+                self._sel.modify(fd, mask, None)
+        else:
+            self._sel.unregister(fd)
+
+    def add_reader(self, fd: int, callback: Callback) -> None:
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, fd: int, callback: Callback) -> None:
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def has_reader(self, fd: int) -> bool:
+        return fd in self._readers
+
+    # -- signals -------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._pending_signals.append(signum)
+
+    def install_signals(self, signums: Iterable[int], handler: Callable[[int], None]) -> None:
+        """Deliver these signals to ``handler`` from the loop (never from inside a handler)."""
+        self._signal_handler = handler
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for s in signums:
+            self._old_handlers[s] = signal.signal(s, self._on_signal)
+
+    def restore_signals(self) -> None:
+        for s, old in self._old_handlers.items():
+            signal.signal(s, old)  # type: ignore[arg-type]
+        self._old_handlers.clear()
+        signal.set_wakeup_fd(self._old_wakeup)
+
+    # -- running -------------------------------------------------------------------
+
+    def run_once(self, max_wait: float | None = None) -> None:
+        """Wait for the first timer, fd or signal (at most ``max_wait`` s) and handle all ready."""
+        timers = self._timers
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+        timeout: float | None = None
+        if timers:
+            timeout = max(0.0, timers[0].when - self.clock())
+        if self._pending_signals:
+            timeout = 0.0
+        if max_wait is not None:
+            timeout = max_wait if timeout is None else min(timeout, max_wait)
+        for key, mask in self._sel.select(timeout):
+            fd = key.fd
+            if fd == self._wake_r:
+                try:
+                    while os.read(fd, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            if mask & selectors.EVENT_READ and fd in self._readers:
+                self._readers[fd]()
+            if mask & selectors.EVENT_WRITE and fd in self._writers:
+                self._writers[fd]()
+        while self._pending_signals:
+            signum = self._pending_signals.popleft()
+            if self._signal_handler is not None:
+                self._signal_handler(signum)
+        now = self.clock()
+        while timers and (timers[0].cancelled or timers[0].when <= now):
+            t = heapq.heappop(timers)
+            if not t.cancelled:
+                t.cancelled = True
+                t.callback()
+
+    def close(self) -> None:
+        self.restore_signals()
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

@@ -1,0 +1,248 @@
+"""The operating-system calls of the core, behind one small facade.
+
+The core never forks, signals or resolves commands itself: it asks an :class:`OS`.
+:class:`RealOS` does it for real; tests of pure logic pass a hand-written fake.
+
+Spawning uses :class:`subprocess.Popen` (fork+exec in C, exec errors reported
+back to the parent), with each child in its own process group (``setpgid(0,0)``,
+as supervisord's ``setpgrp``), its own pipes, ``close_fds``, and
+``user``/``umask``/``cwd`` applied in the child.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from manager.faults import Fault
+
+__all__ = ["OS", "RealOS", "SpawnError", "SpawnSpec", "Spawned", "resolve_command"]
+
+
+class SpawnError(Exception):
+    """A child could not be started. ``fault`` is the XML-RPC fault a start request gets."""
+
+    def __init__(self, message: str, fault: Fault = Fault.SPAWN_ERROR) -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str | None = None
+    umask: int | None = None
+    user: str | None = None
+    redirect_stderr: bool = False
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+    stdin: int
+    stdout: int
+    #: None when stderr is redirected to stdout.
+    stderr: int | None
+
+
+class OS(Protocol):
+    def spawn(self, spec: SpawnSpec) -> Spawned: ...
+
+    def kill(self, pid: int, sig: int, *, group: bool) -> None: ...
+
+
+def resolve_command(argv0: str, path: str | None) -> str:
+    """Find the program to run as supervisord does, before forking (reference §3.8).
+
+    Raises:
+        SpawnError: with supervisord's spawnerr text and the fault a start request gets.
+    """
+    if "/" in argv0:
+        candidates = [argv0]
+    else:
+        dirs = (path or "/bin:/usr/bin:/usr/local/bin").split(os.pathsep)
+        candidates = [os.path.join(d, argv0) for d in dirs]
+    for filename in candidates:
+        try:
+            st = os.stat(filename)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            raise SpawnError(f"command at {filename!r} is a directory", Fault.NOT_EXECUTABLE)
+        if not st.st_mode & 0o111:
+            raise SpawnError(f"command at {filename!r} is not executable", Fault.NOT_EXECUTABLE)
+        if not os.access(filename, os.X_OK):
+            raise SpawnError(f"no permission to run command {filename!r}", Fault.NOT_EXECUTABLE)
+        return filename
+    raise SpawnError(f"can't find command {argv0!r}", Fault.NO_FILE)
+
+
+class RealOS:
+    """The real thing."""
+
+    def spawn(self, spec: SpawnSpec) -> Spawned:
+        if not spec.argv:
+            raise SpawnError("empty command", Fault.NOT_EXECUTABLE)
+        program = resolve_command(spec.argv[0], spec.env.get("PATH"))
+        user = group = None
+        extra_groups: list[int] | None = None
+        if spec.user is not None:
+            try:
+                pw = pwd.getpwnam(spec.user) if not spec.user.isdigit() else pwd.getpwuid(
+                    int(spec.user)
+                )
+            except KeyError:
+                raise SpawnError(f"couldn't find user {spec.user!r}") from None
+            if os.getuid() == 0:
+                user, group = pw.pw_uid, pw.pw_gid
+                extra_groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+            elif os.getuid() != pw.pw_uid:
+                raise SpawnError(f"can't run as user {spec.user!r}: vigild is not root")
+        fds = [os.pipe() for _ in range(2 if spec.redirect_stderr else 3)]
+        (in_r, in_w), (out_r, out_w) = fds[0], fds[1]
+        err_r, err_w = fds[2] if len(fds) == 3 else (None, None)
+        try:
+            p = subprocess.Popen(
+                list(spec.argv),
+                executable=program,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=subprocess.STDOUT if err_w is None else err_w,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                umask=-1 if spec.umask is None else spec.umask,
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
+                process_group=0,
+                close_fds=True,
+            )
+        except BaseException as exc:
+            for pair in fds:
+                for fd in pair:
+                    os.close(fd)
+            if isinstance(exc, FileNotFoundError):
+                if spec.cwd is not None and exc.filename == spec.cwd:
+                    raise SpawnError(f"couldn't chdir to {spec.cwd}: ENOENT") from None
+                raise SpawnError(f"can't find command {spec.argv[0]!r}", Fault.NO_FILE) from None
+            if isinstance(exc, PermissionError):
+                raise SpawnError(
+                    f"no permission to run command {program!r}: {exc.strerror}",
+                    Fault.NOT_EXECUTABLE,
+                ) from None
+            if isinstance(exc, OSError):
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                raise SpawnError(
+                    f"couldn't spawn {spec.argv[0]!r}: {name}: {exc.strerror}"
+                ) from None
+            raise
+        for fd in (in_r, out_w, err_w):
+            if fd is not None:
+                os.close(fd)
+        # The core reaps with waitpid(-1): keep Popen from ever waiting for or warning about it.
+        p.returncode = 0
+        return Spawned(pid=p.pid, stdin=in_w, stdout=out_r, stderr=err_r)
+
+    def kill(self, pid: int, sig: int, *, group: bool) -> None: ...
+
+
+def resolve_command(argv0: str, path: str | None) -> str:
+    """Find the program to run as supervisord does, before forking (reference §3.8).
+
+    Raises:
+        SpawnError: with supervisord's spawnerr text and the fault a start request gets.
+    """
+    if "/" in argv0:
+        candidates = [argv0]
+    else:
+        dirs = (path or "/bin:/usr/bin:/usr/local/bin").split(os.pathsep)
+        candidates = [os.path.join(d, argv0) for d in dirs]
+    for filename in candidates:
+        try:
+            st = os.stat(filename)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            raise SpawnError(f"command at {filename!r} is a directory", Fault.NOT_EXECUTABLE)
+        if not st.st_mode & 0o111:
+            raise SpawnError(f"command at {filename!r} is not executable", Fault.NOT_EXECUTABLE)
+        if not os.access(filename, os.X_OK):
+            raise SpawnError(f"no permission to run command {filename!r}", Fault.NOT_EXECUTABLE)
+        return filename
+    raise SpawnError(f"can't find command {argv0!r}", Fault.NO_FILE)
+
+
+class RealOS:
+    """The real thing."""
+
+    def spawn(self, spec: SpawnSpec) -> Spawned:
+        if not spec.argv:
+            raise SpawnError("empty command", Fault.NOT_EXECUTABLE)
+        program = resolve_command(spec.argv[0], spec.env.get("PATH"))
+        user = group = None
+        extra_groups: list[int] | None = None
+        if spec.user is not None:
+            try:
+                pw = pwd.getpwnam(spec.user) if not spec.user.isdigit() else pwd.getpwuid(
+                    int(spec.user)
+                )
+            except KeyError:
+                raise SpawnError(f"couldn't find user {spec.user!r}") from None
+            if os.getuid() == 0:
+                user, group = pw.pw_uid, pw.pw_gid
+                extra_groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+            elif os.getuid() != pw.pw_uid:
+                raise SpawnError(f"can't run as user {spec.user!r}: vigild is not root")
+        try:
+            p = subprocess.Popen(
+                list(spec.argv),
+                executable=program,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if spec.redirect_stderr else subprocess.PIPE,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                umask=-1 if spec.umask is None else spec.umask,
+                user=user,
+                group=group,
+                extra_groups=extra_groups,
+                process_group=0,
+                close_fds=True,
+            )
+        except FileNotFoundError as exc:
+            if spec.cwd is not None and exc.filename == spec.cwd:
+                raise SpawnError(f"couldn't chdir to {spec.cwd}: ENOENT") from None
+            raise SpawnError(f"can't find command {spec.argv[0]!r}", Fault.NO_FILE) from None
+        except PermissionError as exc:
+            raise SpawnError(
+                f"no permission to run command {program!r}: {exc.strerror}", Fault.NOT_EXECUTABLE
+            ) from None
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            raise SpawnError(f"couldn't spawn {spec.argv[0]!r}: {name}: {exc.strerror}") from None
+        assert p.stdin is not None and p.stdout is not None
+        fds = Spawned(
+            pid=p.pid,
+            stdin=os.dup(p.stdin.fileno()),
+            stdout=os.dup(p.stdout.fileno()),
+            stderr=None if p.stderr is None else os.dup(p.stderr.fileno()),
+        )
+        # The core reaps with waitpid(-1); keep Popen from waiting or warning later.
+        for f in (p.stdin, p.stdout, p.stderr):
+            if f is not None:
+                f.close()
+        p.returncode = 0
+        return fds
+
+    def kill(self, pid: int, sig: int, *, group: bool) -> None:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)

@@ -1,0 +1,196 @@
+"""Event-listener pools: one buffer per ``[eventlistener:x]``, dispatch to READY listeners.
+
+Theory of operation
+-------------------
+``accept`` puts an event in the pool's buffer (once, however many ``events=``
+entries match — supervisord would deliver it once per matching entry). If the
+buffer is full, the oldest event is discarded and logged, as supervisord does —
+except PROCESS_LOG/PROCESS_COMMUNICATION events, which are never discarded: the
+supervisor stops reading the producing child's pipe while a pool they go to is
+full (:meth:`has_room`), and resumes it when the pool drains (``on_drain``).
+
+``dispatch`` gives buffered events, oldest first, to the first listener that is
+RUNNING and READY, until none is. A FAIL answer, a protocol violation or the
+death of a listener puts its event back at the head of **this pool only**
+(supervisord rebuffers it in every pool of equal priority).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from manager.config import PoolConfig
+from manager.events import Event, EventType
+from manager.protocol import (
+    NEED_DATA,
+    ListenerState,
+    ProtocolError,
+    Ready,
+    Result,
+    SupervisorConnection,
+)
+
+__all__ = ["Buffered", "ListenerPool", "PoolStatistics"]
+
+_NEVER_DROP = (EventType.PROCESS_LOG, EventType.PROCESS_COMMUNICATION)
+
+
+@dataclass(frozen=True)
+class Buffered:
+    serial: int
+    poolserial: int
+    event: Event
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    buffered: int
+    delivered: int
+    rejected: int
+    discarded: int
+
+
+@dataclass
+class _Listener:
+    """The pool's view of one listener process."""
+
+    name: str
+    conn: SupervisorConnection
+    write: Callable[[bytes], None]
+    running: bool = False
+    in_flight: Buffered | None = None
+
+
+@dataclass
+class ListenerPool:
+    config: PoolConfig
+    server: str
+    log: logging.Logger
+    #: Called when the buffer goes from full to not full (resume paused producers).
+    on_drain: Callable[[], None] = lambda: None
+    buffer: deque[Buffered] = field(default_factory=deque)
+    listeners: dict[str, _Listener] = field(default_factory=dict)
+    poolserial: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    discarded: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def subscribes(self, t: EventType) -> bool:
+        return any(t.is_a(s) for s in self.config.events)
+
+    def has_room(self) -> bool:
+        return len(self.buffer) < self.config.buffer_size
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics(len(self.buffer), self.delivered, self.rejected, self.discarded)
+
+    # -- events in -----------------------------------------------------------------
+
+    def accept(self, event: Event, serial: int) -> None:
+        item = Buffered(serial, self.poolserial, event)
+        self.poolserial += 1
+        if len(self.buffer) >= self.config.buffer_size and not event.type.is_a(
+            _NEVER_DROP[0]
+        ) and not event.type.is_a(_NEVER_DROP[1]):
+            dropped = self.buffer.popleft()
+            self.discarded += 1
+            self.log.error(
+                "pool %s event buffer overflowed, discarding event %d", self.name, dropped.serial
+            )
+        self.buffer.append(item)
+        self.dispatch()
+
+    # -- listeners -----------------------------------------------------------------
+
+    def attach(self, name: str, write: Callable[[bytes], None]) -> None:
+        """A listener process of this pool was spawned (its state: ACKNOWLEDGED)."""
+        self.listeners[name] = _Listener(
+            name, SupervisorConnection(server=self.server, pool=self.name), write
+        )
+
+    def set_running(self, name: str, running: bool) -> None:
+        lst = self.listeners.get(name)
+        if lst is not None:
+            lst.running = running
+            if running:
+                self.dispatch()
+
+    def detach(self, name: str) -> None:
+        """A listener process died: its event in flight goes back to the head of the buffer."""
+        lst = self.listeners.pop(name, None)
+        if lst is not None and lst.in_flight is not None:
+            self._rebuffer(lst.in_flight)
+            self.dispatch()
+
+    def listener_state(self, name: str) -> ListenerState | None:
+        lst = self.listeners.get(name)
+        return None if lst is None else lst.conn.state
+
+    def receive(self, name: str, data: bytes) -> None:
+        """Bytes from a listener's stdout."""
+        lst = self.listeners.get(name)
+        if lst is None:
+            return
+        conn = lst.conn
+        conn.receive_data(data)
+        while True:
+            try:
+                item = conn.next_event()
+            except ProtocolError as exc:
+                self.log.warning(
+                    "%s: has entered the UNKNOWN state and will no longer receive events, "
+                    "this usually indicates the process violated the eventlistener protocol "
+                    "(%s)",
+                    name,
+                    exc,
+                )
+                if lst.in_flight is not None:
+                    self._rebuffer(lst.in_flight)
+                    lst.in_flight = None
+                self.dispatch()
+                return
+            if item is NEED_DATA:
+                break
+            if isinstance(item, Result):
+                done = lst.in_flight
+                lst.in_flight = None
+                if item.ok:
+                    self.delivered += 1
+                    self.log.debug("%s: event was processed", name)
+                elif done is not None:
+                    self.rejected += 1
+                    self.log.warning("%s: event was rejected", name)
+                    self._rebuffer(done)
+            elif isinstance(item, Ready):
+                self.log.debug("%s: ACKNOWLEDGED -> READY", name)
+        self.dispatch()
+
+    def _rebuffer(self, item: Buffered) -> None:
+        self.buffer.appendleft(item)
+
+    def dispatch(self) -> None:
+        was_full = not self.has_room()
+        while self.buffer:
+            lst = next(
+                (
+                    x
+                    for x in self.listeners.values()
+                    if x.running and x.conn.state is ListenerState.READY
+                ),
+                None,
+            )
+            if lst is None:
+                break
+            item = self.buffer.popleft()
+            data = lst.conn.send_event(item.event, serial=item.serial, poolserial=item.poolserial)
+            lst.in_flight = item
+            lst.write(data)
+        if was_full and self.has_room():
+            self.on_drain()
