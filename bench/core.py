@@ -9,7 +9,6 @@ Usage: ``python -m bench.core [--only NAME,...] [--quick]``; prints a Markdown t
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import statistics
@@ -30,8 +29,15 @@ DAEMONS = {
 
 
 class Run:
-    def __init__(self, kind: str, body: str, *, buffer_size: int = 10, events: str = "EVENT",
-                 count_only: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        body: str,
+        *,
+        buffer_size: int = 10,
+        events: str = "EVENT",
+        count_only: bool = False,
+    ) -> None:
         self.kind = kind
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-", dir="/tmp"))
         self.out = self.dir / "events.txt"
@@ -124,8 +130,9 @@ def latency(kind: str, children: int, cycles: int) -> dict[str, float]:
         r = Run(kind, exiter(children, stamp, 0.3), buffer_size=1000, events="PROCESS_STATE")
         try:
             r.wait(
-                lambda: sum(1 for x in r.lines() if x[1] == "PROCESS_STATE_EXITED")
-                >= cycles * children,
+                lambda: (
+                    sum(1 for x in r.lines() if x[1] == "PROCESS_STATE_EXITED") >= cycles * children
+                ),
                 cycles * 3 + 10,
             )
         finally:
@@ -140,10 +147,10 @@ def latency(kind: str, children: int, cycles: int) -> dict[str, float]:
             fields = dict(tok.split(":", 1) for tok in first.split())
             proc = fields.get("processname", "")
             if name == "PROCESS_STATE_EXITED":
-                pid = int(fields["pid"])
-                if pid in exits:
-                    lat.append(float(t) - exits[pid])
-                    pending[proc] = exits[pid]
+                exited_pid = int(fields["pid"])
+                if exited_pid in exits:
+                    lat.append(float(t) - exits[exited_pid])
+                    pending[proc] = exits[exited_pid]
             elif name == "PROCESS_STATE_STARTING" and proc in pending:
                 gaps.append(float(t) - pending.pop(proc))
         return {
@@ -165,6 +172,7 @@ stderr_logfile = NONE
 """
     r = Run(kind, body, buffer_size=buffer_size, events="PROCESS_COMMUNICATION", count_only=True)
     try:
+
         def counted() -> int:
             ls = r.lines()
             return int(ls[-1][1]) if ls else 0

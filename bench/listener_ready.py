@@ -90,9 +90,17 @@ def main() -> None:
     args = ap.parse_args()
     listener = str(BIN / "vigil-listener")
     runs = [
-        ("vigil-listener, 1 s plugin (queued)", [listener, "--plugins", "tests.support.plugins:slow"], args.events),
+        (
+            "vigil-listener, 1 s plugin (queued)",
+            [listener, "--plugins", "tests.support.plugins:slow"],
+            args.events,
+        ),
         ("vigil-listener, ack only", [listener, "--plugins", ""], args.events),
-        ("childutils listener, 1 s work (superlance style)", [sys.executable, "-c", CHILDUTILS_LISTENER], args.childutils_events),
+        (
+            "childutils listener, 1 s work (superlance style)",
+            [sys.executable, "-c", CHILDUTILS_LISTENER],
+            args.childutils_events,
+        ),
     ]
     print("| listener | events | READY after event p50 | p99 | max |")
     print("|---|---|---|---|---|")

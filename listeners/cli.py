@@ -26,11 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-from manager.ini import ConfigError, IniFile, find_config_file, read_ini
-from manager.rpcclient import SupervisorClient
-
 from listeners.plugin import PluginContext, PluginError, Subscription, load_plugin
 from listeners.runtime import EXIT_OK, EXIT_PROTOCOL, Runtime, Terminate
+from manager.ini import ConfigError, IniFile, find_config_file, read_ini
+from manager.rpcclient import SupervisorClient
 
 __all__ = ["main"]
 
@@ -145,7 +144,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         contexts.append(ctx)
         subscriptions.extend(ctx.subscriptions)
 
-    runtime = Runtime(subscriptions, log=logging.getLogger("vigil.runtime"), queue_size=args.queue_size)
+    runtime = Runtime(
+        subscriptions, log=logging.getLogger("vigil.runtime"), queue_size=args.queue_size
+    )
     for ctx in contexts:
         ctx._statistics = runtime.statistics
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -29,6 +29,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from listeners.plugin import Subscription
 from manager.events import EventType
 from manager.protocol import (
     NEED_DATA,
@@ -37,8 +38,6 @@ from manager.protocol import (
     Notification,
     ProtocolError,
 )
-
-from listeners.plugin import Subscription
 
 __all__ = ["EXIT_OK", "EXIT_PROTOCOL", "Runtime", "RuntimeStatistics", "Terminate"]
 

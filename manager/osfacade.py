@@ -95,8 +95,10 @@ class RealOS:
         extra_groups: list[int] | None = None
         if spec.user is not None:
             try:
-                pw = pwd.getpwnam(spec.user) if not spec.user.isdigit() else pwd.getpwuid(
-                    int(spec.user)
+                pw = (
+                    pwd.getpwnam(spec.user)
+                    if not spec.user.isdigit()
+                    else pwd.getpwuid(int(spec.user))
                 )
             except KeyError:
                 raise SpawnError(f"couldn't find user {spec.user!r}") from None
@@ -143,103 +145,13 @@ class RealOS:
                     f"couldn't spawn {spec.argv[0]!r}: {name}: {exc.strerror}"
                 ) from None
             raise
-        for fd in (in_r, out_w, err_w):
-            if fd is not None:
-                os.close(fd)
+        os.close(in_r)
+        os.close(out_w)
+        if err_w is not None:
+            os.close(err_w)
         # The core reaps with waitpid(-1): keep Popen from ever waiting for or warning about it.
         p.returncode = 0
         return Spawned(pid=p.pid, stdin=in_w, stdout=out_r, stderr=err_r)
-
-    def kill(self, pid: int, sig: int, *, group: bool) -> None: ...
-
-
-def resolve_command(argv0: str, path: str | None) -> str:
-    """Find the program to run as supervisord does, before forking (reference §3.8).
-
-    Raises:
-        SpawnError: with supervisord's spawnerr text and the fault a start request gets.
-    """
-    if "/" in argv0:
-        candidates = [argv0]
-    else:
-        dirs = (path or "/bin:/usr/bin:/usr/local/bin").split(os.pathsep)
-        candidates = [os.path.join(d, argv0) for d in dirs]
-    for filename in candidates:
-        try:
-            st = os.stat(filename)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            raise SpawnError(f"command at {filename!r} is a directory", Fault.NOT_EXECUTABLE)
-        if not st.st_mode & 0o111:
-            raise SpawnError(f"command at {filename!r} is not executable", Fault.NOT_EXECUTABLE)
-        if not os.access(filename, os.X_OK):
-            raise SpawnError(f"no permission to run command {filename!r}", Fault.NOT_EXECUTABLE)
-        return filename
-    raise SpawnError(f"can't find command {argv0!r}", Fault.NO_FILE)
-
-
-class RealOS:
-    """The real thing."""
-
-    def spawn(self, spec: SpawnSpec) -> Spawned:
-        if not spec.argv:
-            raise SpawnError("empty command", Fault.NOT_EXECUTABLE)
-        program = resolve_command(spec.argv[0], spec.env.get("PATH"))
-        user = group = None
-        extra_groups: list[int] | None = None
-        if spec.user is not None:
-            try:
-                pw = pwd.getpwnam(spec.user) if not spec.user.isdigit() else pwd.getpwuid(
-                    int(spec.user)
-                )
-            except KeyError:
-                raise SpawnError(f"couldn't find user {spec.user!r}") from None
-            if os.getuid() == 0:
-                user, group = pw.pw_uid, pw.pw_gid
-                extra_groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
-            elif os.getuid() != pw.pw_uid:
-                raise SpawnError(f"can't run as user {spec.user!r}: vigild is not root")
-        try:
-            p = subprocess.Popen(
-                list(spec.argv),
-                executable=program,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT if spec.redirect_stderr else subprocess.PIPE,
-                cwd=spec.cwd,
-                env=dict(spec.env),
-                umask=-1 if spec.umask is None else spec.umask,
-                user=user,
-                group=group,
-                extra_groups=extra_groups,
-                process_group=0,
-                close_fds=True,
-            )
-        except FileNotFoundError as exc:
-            if spec.cwd is not None and exc.filename == spec.cwd:
-                raise SpawnError(f"couldn't chdir to {spec.cwd}: ENOENT") from None
-            raise SpawnError(f"can't find command {spec.argv[0]!r}", Fault.NO_FILE) from None
-        except PermissionError as exc:
-            raise SpawnError(
-                f"no permission to run command {program!r}: {exc.strerror}", Fault.NOT_EXECUTABLE
-            ) from None
-        except OSError as exc:
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            raise SpawnError(f"couldn't spawn {spec.argv[0]!r}: {name}: {exc.strerror}") from None
-        assert p.stdin is not None and p.stdout is not None
-        fds = Spawned(
-            pid=p.pid,
-            stdin=os.dup(p.stdin.fileno()),
-            stdout=os.dup(p.stdout.fileno()),
-            stderr=None if p.stderr is None else os.dup(p.stderr.fileno()),
-        )
-        # The core reaps with waitpid(-1); keep Popen from waiting or warning later.
-        for f in (p.stdin, p.stdout, p.stderr):
-            if f is not None:
-                f.close()
-        p.returncode = 0
-        return fds
 
     def kill(self, pid: int, sig: int, *, group: bool) -> None:
         if group:

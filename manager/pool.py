@@ -96,9 +96,11 @@ class ListenerPool:
     def accept(self, event: Event, serial: int) -> None:
         item = Buffered(serial, self.poolserial, event)
         self.poolserial += 1
-        if len(self.buffer) >= self.config.buffer_size and not event.type.is_a(
-            _NEVER_DROP[0]
-        ) and not event.type.is_a(_NEVER_DROP[1]):
+        if (
+            len(self.buffer) >= self.config.buffer_size
+            and not event.type.is_a(_NEVER_DROP[0])
+            and not event.type.is_a(_NEVER_DROP[1])
+        ):
             dropped = self.buffer.popleft()
             self.discarded += 1
             self.log.error(

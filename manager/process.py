@@ -31,7 +31,7 @@ from manager.config import ProcessConfig
 from manager.datatypes import AutoRestart
 from manager.events import Event, ProcessStateChange
 from manager.loop import Timer
-from manager.osfacade import OS, SpawnError, Spawned, SpawnSpec
+from manager.osfacade import OS, Spawned, SpawnError, SpawnSpec
 from manager.states import ProcessState, check_transition, event_for
 
 __all__ = ["Process", "ProcessHost", "decode_exit", "signal_name"]
@@ -266,8 +266,7 @@ class Process:
         if self.state in (P.RUNNING, P.STARTING):
             self._cancel_timer()
             self._change(P.STOPPING, pid=self.pid)
-            self._send(self.config.stopsignal, group=self.config.stopasgroup)
-            if self.state is P.STOPPING:
+            if self._send(self.config.stopsignal, group=self.config.stopasgroup):
                 self._set_timer(self.host.now() + self.config.stopwaitsecs, self._kill_timeout)
 
     def _kill_timeout(self) -> None:
@@ -275,19 +274,17 @@ class Process:
         if self.state is not P.STOPPING or not self.pid:
             return
         self.host.log.warning("killing %r (%d) with SIGKILL", self.name, self.pid)
-        self._send(signal.SIGKILL, group=self.config.killasgroup)
-        if self.state is P.STOPPING:
+        if self._send(signal.SIGKILL, group=self.config.killasgroup):
             self._set_timer(self.host.now() + self.config.stopwaitsecs, self._kill_timeout)
 
     def _send(self, sig: int, *, group: bool) -> bool:
+        """Signal the child; False if that failed and the process went UNKNOWN."""
         try:
             self.host.os.kill(self.pid, sig, group=group)
         except ProcessLookupError:
             return True  # already gone; the reaper will report it
         except OSError as exc:
-            self.host.log.critical(
-                "unknown problem killing %s (%d): %s", self.name, self.pid, exc
-            )
+            self.host.log.critical("unknown problem killing %s (%d): %s", self.name, self.pid, exc)
             self._cancel_timer()
             self._change(P.UNKNOWN)
             return False

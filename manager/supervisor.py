@@ -27,6 +27,7 @@ same, then re-reads the config and starts again in the same process.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -36,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manager import mainlog
 from manager.capture import Captured, LogData, OutputChannel, decode_output
 from manager.config import Config, GroupConfig, LogConfig, PoolConfig, ProcessConfig
 from manager.events import (
@@ -47,7 +49,6 @@ from manager.events import (
     SupervisorStateChange,
     Tick,
 )
-from manager import mainlog
 from manager.logfiles import RotatingFile, auto_log_path, cleanup_auto_logs
 from manager.loop import Loop, Timer
 from manager.osfacade import OS, RealOS, Spawned, SpawnSpec
@@ -113,7 +114,9 @@ class _Output:
         self.splitter = OutputChannel(cfg.capture_maxbytes, sup.config.supervisord.strip_ansi)
         self.log_type = E.PROCESS_LOG_STDOUT if channel == "stdout" else E.PROCESS_LOG_STDERR
         self.comm_type = (
-            E.PROCESS_COMMUNICATION_STDOUT if channel == "stdout" else E.PROCESS_COMMUNICATION_STDERR
+            E.PROCESS_COMMUNICATION_STDOUT
+            if channel == "stdout"
+            else E.PROCESS_COMMUNICATION_STDERR
         )
         self.capturing = cfg.capture_maxbytes > 0
         self.paused = False
@@ -162,9 +165,7 @@ class _Output:
             return
         for chunk in self.splitter.feed(data):
             self._chunk(chunk)
-        if (self.events_enabled or self.capturing) and not all(
-            p.has_room() for p in self.sinks()
-        ):
+        if (self.events_enabled or self.capturing) and not all(p.has_room() for p in self.sinks()):
             self.pause()
 
     def _chunk(self, chunk: LogData | Captured) -> None:
@@ -344,7 +345,7 @@ class Supervisor:
             child.outputs.append(out)
             self.loop.add_reader(fd, out.on_readable)
         if pool is not None:
-            pool.attach(process.name, lambda data, c=child: self._write_stdin(c, data))
+            pool.attach(process.name, functools.partial(self._write_stdin, child))
 
     def state_changed(self, process: Process, old: ProcessState) -> None:
         group = self.groups.get(process.group)
@@ -375,7 +376,7 @@ class Supervisor:
             try:
                 n = os.write(child.stdin, child.pending)
             except BlockingIOError:
-                self.loop.add_writer(child.stdin, lambda c=child: self._flush_stdin(c))
+                self.loop.add_writer(child.stdin, functools.partial(self._flush_stdin, child))
                 return
             except OSError as exc:
                 self.log.debug("write to pid %d stdin failed: %s", child.pid, exc)
@@ -509,9 +510,8 @@ class Supervisor:
         sd = self.config.supervisord
         if not sd.nocleanup:
             cleanup_auto_logs(Path(sd.childlogdir), sd.identifier)
-        for cfg in sorted(
-            [*self.config.pools, *self.config.groups], key=lambda c: (c.priority, c.name)
-        ):
+        configs: list[GroupConfig | PoolConfig] = [*self.config.pools, *self.config.groups]
+        for cfg in sorted(configs, key=lambda c: (c.priority, c.name)):
             self.add_group(cfg)
         self.state = SupervisorState.RUNNING
         self.emit(SupervisorStateChange(E.SUPERVISOR_STATE_CHANGE_RUNNING))
@@ -528,7 +528,9 @@ class Supervisor:
         for etype, period in TICK_PERIODS:
             boundary = (int(now) // period + 1) * period
             self._tick_timers.append(
-                self.loop.call_at(mono + (boundary - now), lambda e=etype, p=period: self._tick(e, p))
+                self.loop.call_at(
+                    mono + (boundary - now), functools.partial(self._tick, etype, period)
+                )
             )
 
     def _tick(self, etype: EventType, period: int) -> None:
@@ -541,7 +543,7 @@ class Supervisor:
         self._tick_timers = [t for t in self._tick_timers if not t.cancelled]
         self._tick_timers.append(
             self.loop.call_at(
-                self.now() + max(0.0, boundary - now), lambda: self._tick(etype, period)
+                self.now() + max(0.0, boundary - now), functools.partial(self._tick, etype, period)
             )
         )
 

@@ -9,12 +9,14 @@ the command line beats the config file. Exit status: 0 after a clean shutdown,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from manager import __version__
 from manager.config import Config, load_config
@@ -39,7 +41,9 @@ SIGNALS = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vigild", description="supervisord-compatible process supervisor")
+    p = argparse.ArgumentParser(
+        prog="vigild", description="supervisord-compatible process supervisor"
+    )
     p.add_argument("-c", "--configuration")
     p.add_argument("-n", "--nodaemon", action="store_true", default=None)
     p.add_argument("-s", "--silent", action="store_true", default=None)
@@ -64,10 +68,22 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(config: Config, args: argparse.Namespace) -> Config:
     """Apply command-line options over ``[supervisord]``."""
     sd = config.supervisord
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for key in (
-        "nodaemon", "silent", "user", "directory", "logfile", "logfile_backups", "loglevel",
-        "pidfile", "identifier", "childlogdir", "nocleanup", "strip_ansi", "minfds", "minprocs",
+        "nodaemon",
+        "silent",
+        "user",
+        "directory",
+        "logfile",
+        "logfile_backups",
+        "loglevel",
+        "pidfile",
+        "identifier",
+        "childlogdir",
+        "nocleanup",
+        "strip_ansi",
+        "minfds",
+        "minprocs",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -105,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.configuration or find_config_file(argv0=sys.argv[0], cwd=Path.cwd())
     if path is None:
         print(
-            "Error: No config file found at default paths; use the -c option to specify a config file",
+            "Error: No config file found at default paths; "
+            "use the -c option to specify a config file",
             file=sys.stderr,
         )
         print("For help, use vigild -h", file=sys.stderr)
@@ -148,10 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         log.critical("could not write pidfile %s: %s", pidfile, exc)
     status = run(config, load, loop=loop, servers=servers, log_factory=lambda c: log)
-    try:
+    with contextlib.suppress(OSError):
         pidfile.unlink()
-    except OSError:
-        pass
     return status
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-out = open(os.environ["BENCH_OUT"], "a", buffering=1)
+out = open(os.environ["BENCH_OUT"], "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
 count_only = os.environ.get("BENCH_COUNT_ONLY") == "1"
 stdin = sys.stdin.buffer
 stdout = sys.stdout.buffer

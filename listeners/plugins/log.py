@@ -1,7 +1,8 @@
 """The ``log`` plugin: one JSON object per event on stderr, for debugging and tests.
 
 Each line holds ``eventname``, ``serial``, ``pool``, ``poolserial``, ``server``
-and every payload field (``processname``, ``from_state``, ``pid``, ``data``...).
+and every payload field the event carries (``processname``, ``from_state``, ``pid``,
+``tries``, ``expected``, ``data``...); fields an event type does not have are left out.
 It runs inline, before the acknowledgement, so its line is written even if the
 listener dies right after; the write is a single short syscall.
 """
@@ -13,10 +14,9 @@ import json
 import sys
 from typing import Any, TextIO
 
+from listeners.plugin import PluginContext
 from manager.events import EventType
 from manager.protocol import Notification
-
-from listeners.plugin import PluginContext
 
 __all__ = ["record", "setup"]
 
@@ -33,7 +33,7 @@ def record(n: Notification) -> dict[str, Any]:
     }
     for f in dataclasses.fields(n.event):
         value = getattr(n.event, f.name)
-        if f.name == "type":
+        if f.name == "type" or value is None:
             continue
         out[f.name] = value.value if isinstance(value, EventType) else value
     return out

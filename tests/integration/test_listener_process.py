@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from manager.events import EventType, ProcessStateChange, RemoteCommunication, Tick
+from manager.events import Event, EventType, ProcessStateChange, RemoteCommunication, Tick
 from manager.protocol import NEED_DATA, Ready, Result, SupervisorConnection
 
 pytestmark = pytest.mark.integration
@@ -51,9 +51,9 @@ class Proc:
         assert isinstance(item, kind), item
         return item
 
-    def send(self, event: object, serial: int) -> None:
+    def send(self, event: Event, serial: int) -> None:
         assert self.p.stdin is not None
-        self.p.stdin.write(self.sv.send_event(event, serial=serial, poolserial=serial))  # type: ignore[arg-type]
+        self.p.stdin.write(self.sv.send_event(event, serial=serial, poolserial=serial))
         self.p.stdin.flush()
 
     def stderr(self) -> str:
@@ -75,8 +75,11 @@ class Proc:
         self._err.close()
 
 
+Start = Callable[..., Proc]
+
+
 @pytest.fixture
-def listener(tmp_path: Path) -> Iterator[object]:
+def listener(tmp_path: Path) -> Iterator[Start]:
     procs: list[Proc] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Proc:
@@ -89,11 +92,13 @@ def listener(tmp_path: Path) -> Iterator[object]:
         p.cleanup()
 
 
-def test_log_plugin_writes_one_json_object_per_event_and_exits_0_on_eof(listener) -> None:  # type: ignore[no-untyped-def]
-    p: Proc = listener("--plugins", "log")
+def test_log_plugin_writes_one_json_object_per_event_and_exits_0_on_eof(listener: Start) -> None:
+    p = listener("--plugins", "log")
     p.expect(Ready)
-    events = [
-        ProcessStateChange(E.PROCESS_STATE_EXITED, "web", "desk", "RUNNING", pid=42, expected=False),
+    events: list[Event] = [
+        ProcessStateChange(
+            E.PROCESS_STATE_EXITED, "web", "desk", "RUNNING", pid=42, expected=False
+        ),
         RemoteCommunication("t", "héllo wörld"),
         Tick(E.TICK_5, 1795660510),
     ]
@@ -115,16 +120,17 @@ def test_log_plugin_writes_one_json_object_per_event_and_exits_0_on_eof(listener
         "from_state": "RUNNING",
         "pid": 42,
         "expected": False,
-        "tries": None,
     }
     assert lines[1]["data"] == "héllo wörld" and lines[1]["comm_type"] == "t"
     assert lines[2]["when"] == 1795660510
     assert len(lines) == 3
 
 
-def test_sigterm_exits_0_and_leaves_the_event_in_hand_unacknowledged(listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_exits_0_and_leaves_the_event_in_hand_unacknowledged(
+    listener: Start, tmp_path: Path
+) -> None:
     marker = tmp_path / "marker"
-    p: Proc = listener(
+    p = listener(
         "--plugins",
         "tests.support.plugins:block_once",
         env={"VIGIL_TEST_MARKER": str(marker), "VIGIL_TEST_TARGET": "web"},
@@ -142,8 +148,8 @@ def test_sigterm_exits_0_and_leaves_the_event_in_hand_unacknowledged(listener, t
     assert "terminating on signal" in p.stderr()
 
 
-def test_ready_returns_promptly_while_a_plugin_takes_a_second_per_event(listener) -> None:  # type: ignore[no-untyped-def]
-    p: Proc = listener("--plugins", "tests.support.plugins:slow")
+def test_ready_returns_promptly_while_a_plugin_takes_a_second_per_event(listener: Start) -> None:
+    p = listener("--plugins", "tests.support.plugins:slow")
     p.expect(Ready)
     gaps = []
     for serial in range(10):
@@ -165,14 +171,18 @@ GARBAGE = [
     (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:x\n", "len:'x'"),
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not UTF-8"),
     (b"x" * 20000, "no newline"),
-    (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:PROCESS_STATE_RUNNING len:3\nabc",
-     "not key:value"),
+    (
+        b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:PROCESS_STATE_RUNNING len:3\nabc",
+        "not key:value",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("data", "fragment"), GARBAGE)
-def test_garbage_on_stdin_gives_a_clear_error_and_exit_2(listener, data: bytes, fragment: str) -> None:  # type: ignore[no-untyped-def]
-    p: Proc = listener("--plugins", "log")
+def test_garbage_on_stdin_gives_a_clear_error_and_exit_2(
+    listener: Start, data: bytes, fragment: str
+) -> None:
+    p = listener("--plugins", "log")
     p.expect(Ready)
     assert p.p.stdin is not None
     try:
@@ -186,13 +196,13 @@ def test_garbage_on_stdin_gives_a_clear_error_and_exit_2(listener, data: bytes, 
     assert "protocol error" in err and fragment in err, err
 
 
-def test_unknown_plugin_exits_1_naming_it(listener) -> None:  # type: ignore[no-untyped-def]
-    p: Proc = listener("--plugins", "nosuchplugin")
+def test_unknown_plugin_exits_1_naming_it(listener: Start) -> None:
+    p = listener("--plugins", "nosuchplugin")
     assert p.finish() == 1
     assert "no plugin named 'nosuchplugin'" in p.stderr()
 
 
-def test_bad_config_file_exits_2_naming_the_file(listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    p: Proc = listener("-c", str(tmp_path / "missing.conf"), "--plugins", "log")
+def test_bad_config_file_exits_2_naming_the_file(listener: Start, tmp_path: Path) -> None:
+    p = listener("-c", str(tmp_path / "missing.conf"), "--plugins", "log")
     assert p.finish() == 2
     assert "missing.conf" in p.stderr()

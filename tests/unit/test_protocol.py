@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manager.events import EventType, ProcessStateChange, RemoteCommunication, Tick
+from manager.events import Event, EventType, ProcessStateChange, RemoteCommunication, Tick
 from manager.protocol import (
     MAX_HEADER_BYTES,
     NEED_DATA,
@@ -145,10 +145,16 @@ def test_listener_truncated_input_at_eof_is_an_error(wire: bytes, fragment: str)
         (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:ten\n", "len"),
         (b"ver:3.0 server:s serial:x pool:p poolserial:1 eventname:TICK_5 len:1\n", "serial"),
         (b"ver:4.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:1\n", "version"),
-        (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:99999999999\n", "limit"),
+        (
+            b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:99999999999\n",
+            "limit",
+        ),
         (b"\xff\xfe\x00binary\n", "not UTF-8"),
         (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:4\nwhen", "when"),
-        (b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:2\n\xff\xff", "UTF-8"),
+        (
+            b"ver:3.0 server:s serial:1 pool:p poolserial:1 eventname:TICK_5 len:2\n\xff\xff",
+            "UTF-8",
+        ),
         (b"A" * (MAX_HEADER_BYTES + 1), "no newline"),
     ],
 )
@@ -227,8 +233,13 @@ def test_supervisor_len_counts_code_points() -> None:
 
 @pytest.mark.parametrize(
     ("answer", "ok"),
-    [(b"RESULT 2\nOK", True), (b"RESULT 4\nFAIL", False), (b"RESULT 2\nok", False),
-     (b"RESULT 3\nOK\n", False), (b"RESULT 0\n", False)],
+    [
+        (b"RESULT 2\nOK", True),
+        (b"RESULT 4\nFAIL", False),
+        (b"RESULT 2\nok", False),
+        (b"RESULT 3\nOK\n", False),
+        (b"RESULT 0\n", False),
+    ],
 )
 def test_supervisor_only_ok_acknowledges(answer: bytes, ok: bool, byte_at_a_time: bool) -> None:
     sv = SupervisorConnection()
@@ -284,7 +295,7 @@ def test_supervisor_cannot_send_unless_ready() -> None:
 def test_both_sides_talk_to_each_other() -> None:
     sv = SupervisorConnection(server="vigild", pool="p")
     ln = ListenerConnection()
-    sent = [EXITED, RemoteCommunication("t", "ü"), Tick(E.TICK_60, 60)]
+    sent: list[Event] = [EXITED, RemoteCommunication("t", "ü"), Tick(E.TICK_60, 60)]
     received = []
     sv.receive_data(ln.ready())
     assert sv.next_event() == Ready()

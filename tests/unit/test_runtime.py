@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from listeners.plugin import Subscription
 from listeners.runtime import EXIT_OK, EXIT_PROTOCOL, Runtime
-from manager.events import EventType, ProcessStateChange, Tick
+from manager.events import Event, EventType, ProcessStateChange, Tick
 from manager.protocol import NEED_DATA, Notification, Ready, Result, SupervisorConnection
 
 E = EventType
@@ -44,8 +45,8 @@ class Harness:
             assert time.monotonic() < deadline, f"no {kind.__name__} within {timeout}s"
             self.sv.receive_data(os.read(self.from_listener, 4096))
 
-    def send(self, event: object, serial: int) -> None:
-        os.write(self.to_listener, self.sv.send_event(event, serial=serial, poolserial=serial))  # type: ignore[arg-type]
+    def send(self, event: Event, serial: int) -> None:
+        os.write(self.to_listener, self.sv.send_event(event, serial=serial, poolserial=serial))
 
     def close(self) -> int:
         os.close(self.to_listener)
@@ -55,8 +56,11 @@ class Harness:
         return self.status[0]
 
 
+Factory = Callable[..., Harness]
+
+
 @pytest.fixture
-def make() -> Iterator[object]:
+def make() -> Iterator[Factory]:
     fds: list[int] = []
     harnesses: list[Harness] = []
 
@@ -72,10 +76,8 @@ def make() -> Iterator[object]:
 
     yield factory
     for h in harnesses:
-        try:
+        with contextlib.suppress(OSError):
             os.close(h.to_listener)
-        except OSError:
-            pass
         if h.thread:
             h.thread.join(10)
         h.runtime.drain(2)
@@ -87,7 +89,7 @@ def running(pid: int) -> ProcessStateChange:
     return ProcessStateChange(E.PROCESS_STATE_RUNNING, "a", "a", "STARTING", pid=pid)
 
 
-def test_runtime_acknowledges_each_event_after_inline_and_queues_the_rest(make) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_acknowledges_each_event_after_inline_and_queues_the_rest(make: Factory) -> None:
     seen_inline: list[int] = []
     seen_queued: list[int] = []
     done = threading.Event()
@@ -101,7 +103,7 @@ def test_runtime_acknowledges_each_event_after_inline_and_queues_the_rest(make) 
         Subscription("a", (E.PROCESS_STATE,), lambda n: seen_inline.append(n.header.serial), True),
         Subscription("b", (E.EVENT,), queued, False),
     ]
-    h: Harness = make(subs)
+    h = make(subs)
     h.expect(Ready)
     for serial in range(3):
         h.send(running(serial), serial)
@@ -118,7 +120,7 @@ def test_runtime_acknowledges_each_event_after_inline_and_queues_the_rest(make) 
     assert stats.acknowledged == 3
 
 
-def test_runtime_returns_to_ready_while_a_slow_handler_works(make) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_returns_to_ready_while_a_slow_handler_works(make: Factory) -> None:
     release = threading.Event()
     handled: list[int] = []
 
@@ -126,7 +128,7 @@ def test_runtime_returns_to_ready_while_a_slow_handler_works(make) -> None:  # t
         release.wait(10)
         handled.append(n.header.serial)
 
-    h: Harness = make([Subscription("slow", (E.EVENT,), slow, False)])
+    h = make([Subscription("slow", (E.EVENT,), slow, False)])
     h.expect(Ready)
     for serial in range(20):
         h.send(Tick(E.TICK_5, serial), serial)
@@ -141,7 +143,8 @@ def test_runtime_returns_to_ready_while_a_slow_handler_works(make) -> None:  # t
 
 
 def test_runtime_logs_a_failing_handler_with_the_event_and_goes_on(
-    make, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+    make: Factory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls: list[int] = []
 
@@ -150,7 +153,7 @@ def test_runtime_logs_a_failing_handler_with_the_event_and_goes_on(
         if n.header.serial == 0:
             raise RuntimeError("kaboom")
 
-    h: Harness = make([Subscription("p", (E.TICK,), boom, True)])
+    h = make([Subscription("p", (E.TICK,), boom, True)])
     with caplog.at_level(logging.ERROR):
         h.expect(Ready)
         for serial in range(2):
@@ -165,9 +168,10 @@ def test_runtime_logs_a_failing_handler_with_the_event_and_goes_on(
 
 
 def test_runtime_exits_2_on_garbage_naming_the_bytes(
-    make, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+    make: Factory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    h: Harness = make([])
+    h = make([])
     with caplog.at_level(logging.ERROR):
         h.expect(Ready)
         os.write(h.to_listener, b"\x00\x01garbage here\n")
@@ -175,7 +179,7 @@ def test_runtime_exits_2_on_garbage_naming_the_bytes(
     assert "garbage here" in caplog.text
 
 
-def test_runtime_drops_oldest_for_a_plugin_whose_queue_is_full(make) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_drops_oldest_for_a_plugin_whose_queue_is_full(make: Factory) -> None:
     release = threading.Event()
     started = threading.Event()
     handled: list[int] = []
@@ -185,7 +189,7 @@ def test_runtime_drops_oldest_for_a_plugin_whose_queue_is_full(make) -> None:  #
         release.wait(10)
         handled.append(n.header.serial)
 
-    h: Harness = make([Subscription("s", (E.EVENT,), slow, False)], queue_size=3)
+    h = make([Subscription("s", (E.EVENT,), slow, False)], queue_size=3)
     h.expect(Ready)
     for serial in range(10):
         h.send(Tick(E.TICK_5, serial), serial)
@@ -201,11 +205,13 @@ def test_runtime_drops_oldest_for_a_plugin_whose_queue_is_full(make) -> None:  #
     assert stats.dropped == {"s": 6}
 
 
-def test_runtime_counts_poolserial_gaps_as_events_the_supervisor_discarded(make) -> None:  # type: ignore[no-untyped-def]
-    h: Harness = make([])
+def test_runtime_counts_poolserial_gaps_as_events_the_supervisor_discarded(make: Factory) -> None:
+    h = make([])
     h.expect(Ready)
     for serial in (0, 1, 5, 5, 6):
-        os.write(h.to_listener, h.sv.send_event(Tick(E.TICK_5, 0), serial=serial, poolserial=serial))
+        os.write(
+            h.to_listener, h.sv.send_event(Tick(E.TICK_5, 0), serial=serial, poolserial=serial)
+        )
         h.expect(Result)
         h.expect(Ready)
     assert h.close() == EXIT_OK

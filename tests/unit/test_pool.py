@@ -1,0 +1,177 @@
+"""Listener pools: buffering, overflow, rebuffering, backpressure — pure, with fake listeners."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from manager.config import PoolConfig, load_config
+from manager.events import EventType, ProcessCommunication, ProcessLog, Tick
+from manager.pool import ListenerPool
+from manager.protocol import ListenerConnection, ListenerState, Notification
+
+E = EventType
+
+
+def pool_config(tmp_path: Path, events: str, buffer_size: int = 3, numprocs: int = 1) -> PoolConfig:
+    conf = tmp_path / "p.conf"
+    conf.write_text(
+        f"""[supervisord]
+[eventlistener:p]
+command = /bin/cat
+events = {events}
+buffer_size = {buffer_size}
+numprocs = {numprocs}
+process_name = l%(process_num)d
+"""
+    )
+    (pool,) = load_config(conf).pools
+    return pool
+
+
+class FakeListener:
+    """The listener end: a real ListenerConnection fed with what the pool writes."""
+
+    def __init__(self, pool: ListenerPool, name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self.conn = ListenerConnection()
+        self.got: list[Notification] = []
+        pool.attach(name, self.write)
+
+    def write(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        n = self.conn.next_event()
+        assert isinstance(n, Notification)
+        self.got.append(n)
+
+    def ready(self) -> None:
+        self.pool.receive(self.name, self.conn.ready())
+
+    def answer(self, body: bytes = b"OK", *, then_ready: bool = True) -> None:
+        data = self.conn.result(body)
+        if then_ready:
+            data += self.conn.ready()
+        self.pool.receive(self.name, data)
+
+    @property
+    def serials(self) -> list[int]:
+        return [n.header.serial for n in self.got]
+
+
+def tick(i: int) -> Tick:
+    return Tick(E.TICK_5, i)
+
+
+@pytest.fixture
+def log() -> logging.Logger:
+    return logging.getLogger("test.pool")
+
+
+def test_events_wait_until_a_listener_is_running_and_ready(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK"), "sv", log)
+    lst = FakeListener(pool, "l0")
+    pool.accept(tick(0), 0)
+    lst.ready()
+    assert lst.got == []  # READY but not RUNNING (startsecs not over)
+    pool.set_running("l0", True)
+    assert lst.serials == [0]
+    lst.answer()
+    pool.accept(tick(1), 1)
+    assert lst.serials == [0, 1]
+
+
+def test_overflow_discards_the_oldest_and_logs_its_serial(
+    tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK", buffer_size=3), "sv", log)
+    for i in range(5):
+        pool.accept(tick(i), 10 + i)
+    assert [b.serial for b in pool.buffer] == [12, 13, 14]
+    assert [b.poolserial for b in pool.buffer] == [2, 3, 4]
+    assert pool.discarded == 2
+    assert "pool p event buffer overflowed, discarding event 10" in caplog.text
+
+
+def test_log_and_communication_events_are_never_discarded(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "PROCESS_LOG,PROCESS_COMMUNICATION", 2), "sv", log)
+    drained: list[bool] = []
+    pool.on_drain = lambda: drained.append(True)
+    for i in range(5):
+        pool.accept(ProcessLog(E.PROCESS_LOG_STDOUT, "a", "a", 1, "stdout", f"line {i}"), i)
+    pool.accept(ProcessCommunication(E.PROCESS_COMMUNICATION_STDOUT, "a", "a", 1, "c"), 5)
+    assert len(pool.buffer) == 6 and pool.discarded == 0
+    assert not pool.has_room()
+    lst = FakeListener(pool, "l0")
+    pool.set_running("l0", True)
+    lst.ready()
+    for _ in range(5):
+        lst.answer()
+    assert lst.serials == [0, 1, 2, 3, 4, 5]
+    assert drained == [True]
+
+
+def test_fail_puts_the_event_back_at_the_head_with_the_same_serials(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK"), "sv", log)
+    lst = FakeListener(pool, "l0")
+    pool.set_running("l0", True)
+    lst.ready()
+    pool.accept(tick(0), 7)
+    pool.accept(tick(1), 8)
+    lst.answer(b"FAIL")
+    assert [(n.header.serial, n.header.poolserial) for n in lst.got] == [(7, 0), (7, 0)]
+    lst.answer()
+    assert lst.serials == [7, 7, 8]
+    assert pool.rejected == 1
+
+
+def test_a_dying_listener_gets_its_event_redelivered_to_the_next(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK", numprocs=2), "sv", log)
+    first, second = FakeListener(pool, "l0"), FakeListener(pool, "l1")
+    for name in ("l0", "l1"):
+        pool.set_running(name, True)
+    first.ready()
+    pool.accept(tick(0), 3)
+    assert first.serials == [3]
+    pool.set_running("l0", False)
+    pool.detach("l0")
+    second.ready()
+    assert second.serials == [3]
+
+
+def test_protocol_violation_makes_a_listener_unknown_and_reroutes_its_event(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK", numprocs=2), "sv", log)
+    first, second = FakeListener(pool, "l0"), FakeListener(pool, "l1")
+    for name in ("l0", "l1"):
+        pool.set_running(name, True)
+    first.ready()
+    pool.accept(tick(0), 1)
+    pool.receive("l0", b"garbage\n")
+    assert pool.listener_state("l0") is ListenerState.UNKNOWN
+    second.ready()
+    assert second.serials == [1]
+    pool.accept(tick(1), 2)
+    second.answer()
+    assert first.serials == [1] and second.serials == [1, 2]
+
+
+def test_overlapping_subscriptions_deliver_an_event_once(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    cfg = pool_config(tmp_path, "TICK,TICK_5,EVENT")
+    pool = ListenerPool(cfg, "sv", log)
+    assert pool.subscribes(E.TICK_5)
+    pool.accept(tick(0), 0)
+    assert len(pool.buffer) == 1
