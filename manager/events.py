@@ -338,7 +338,7 @@ class RemoteCommunication:
 
     @classmethod
     def parse(cls, type: EventType, payload: str) -> RemoteCommunication:
-        head, sep, data = payload.partition("\n")
+        head, _sep, data = payload.partition("\n")
         if not head.startswith("type:"):
             raise PayloadError(f"{type.value}: payload does not start with 'type:'")
         return cls(head.removeprefix("type:"), data)

@@ -136,9 +136,7 @@ class Header:
             if k not in tokens
         ]
         if missing:
-            raise RemoteProtocolError(
-                f"header lacks {', '.join(missing)}: {_quote(line)}", line
-            )
+            raise RemoteProtocolError(f"header lacks {', '.join(missing)}: {_quote(line)}", line)
         if tokens["ver"] != PROTOCOL_VERSION:
             raise RemoteProtocolError(
                 f"unsupported protocol version {tokens['ver']!r} (want {PROTOCOL_VERSION}) "
@@ -155,7 +153,9 @@ class Header:
             numbers[key] = int(value)
         if numbers["len"] > MAX_PAYLOAD_CHARS:
             raise RemoteProtocolError(
-                f"header len:{numbers['len']} exceeds the limit of {MAX_PAYLOAD_CHARS}", line
+                f"header len:{numbers['len']} exceeds the limit of {MAX_PAYLOAD_CHARS}: "
+                f"{_quote(line)}",
+                line,
             )
         if not tokens["eventname"]:
             raise RemoteProtocolError(f"header has an empty eventname: {_quote(line)}", line)
@@ -204,9 +204,7 @@ def payload_length(payload: str) -> int:
     return len(payload)
 
 
-def encode_envelope(
-    event: Event, *, server: str, serial: int, pool: str, poolserial: int
-) -> bytes:
+def encode_envelope(event: Event, *, server: str, serial: int, pool: str, poolserial: int) -> bytes:
     """Header line plus UTF-8 payload for one event, as vigild sends it."""
     payload = event.payload()
     header = Header(
@@ -495,9 +493,7 @@ class SupervisorConnection:
         if self._result_len is None:
             nl = self._buf.find(b"\n", 0, 64)
             if nl < 0:
-                if len(self._buf) >= 64 or not (
-                    b"RESULT ".startswith(bytes(self._buf[:7]))
-                ):
+                if len(self._buf) >= 64 or not (b"RESULT ".startswith(bytes(self._buf[:7]))):
                     raise self._violation(
                         f"bad result line: {_quote(bytes(self._buf))}", bytes(self._buf)
                     )

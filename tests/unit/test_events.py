@@ -69,10 +69,18 @@ CAPTURED = [
         "processname:talker groupname:talker pid:7155\ncomm-data",
         ProcessCommunication(E.PROCESS_COMMUNICATION_STDOUT, "talker", "talker", 7155, "comm-data"),
     ),
-    ("REMOTE_COMMUNICATION", "type:mytype\nhello data", RemoteCommunication("mytype", "hello data")),
+    (
+        "REMOTE_COMMUNICATION",
+        "type:mytype\nhello data",
+        RemoteCommunication("mytype", "hello data"),
+    ),
     ("PROCESS_GROUP_ADDED", "groupname:allev\n", ProcessGroupEvent(E.PROCESS_GROUP_ADDED, "allev")),
     ("TICK_5", "when:1795660510", Tick(E.TICK_5, 1795660510)),
-    ("SUPERVISOR_STATE_CHANGE_RUNNING", "", SupervisorStateChange(E.SUPERVISOR_STATE_CHANGE_RUNNING)),
+    (
+        "SUPERVISOR_STATE_CHANGE_RUNNING",
+        "",
+        SupervisorStateChange(E.SUPERVISOR_STATE_CHANGE_RUNNING),
+    ),
 ]
 
 
@@ -127,7 +135,11 @@ def test_unknown_event_name_is_kept_under_event() -> None:
     [
         ("PROCESS_STATE_EXITED", "processname:a groupname:a from_state:RUNNING pid:1", "expected"),
         ("PROCESS_STATE_RUNNING", "processname:a groupname:a from_state:STARTING pid:x", "pid"),
-        ("PROCESS_STATE_EXITED", "processname:a groupname:a from_state:R expected:2 pid:1", "0 or 1"),
+        (
+            "PROCESS_STATE_EXITED",
+            "processname:a groupname:a from_state:R expected:2 pid:1",
+            "0 or 1",
+        ),
         ("PROCESS_STATE_RUNNING", "processname:a groupname:a junk pid:1", "junk"),
         ("PROCESS_LOG_STDOUT", "processname:a groupname:a pid:1 channel:stdout", "newline"),
         ("TICK_5", "when:soon", "when"),
