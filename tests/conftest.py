@@ -1,0 +1,52 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.support.supervisor import Supervisor, start_supervisor
+
+SupervisorFactory = Callable[..., Supervisor]
+
+
+@pytest.fixture
+def supervisor_factory(tmp_path: Path) -> Iterator[SupervisorFactory]:
+    """``factory(body, **kw) -> Supervisor``: start real cores; all are stopped at teardown.
+
+    The first core lives in ``tmp_path`` itself (so ``%(here)s`` in ``body`` is ``tmp_path``),
+    later ones in ``tmp_path/sv2``, ``tmp_path/sv3``…; ``tmp=`` overrides the directory.
+    Other keywords go to :func:`tests.support.supervisor.start_supervisor`.
+    """
+    started: list[Supervisor] = []
+
+    def factory(
+        body: str,
+        *,
+        tmp: Path | None = None,
+        command: Sequence[str] | None = None,
+        loglevel: str = "debug",
+        timeout: float = 10.0,
+        env: dict[str, str] | None = None,
+    ) -> Supervisor:
+        if tmp is None:
+            tmp = tmp_path if not started else tmp_path / f"sv{len(started) + 1}"
+        sv = start_supervisor(
+            tmp, body, command=command, loglevel=loglevel, timeout=timeout, env=env
+        )
+        started.append(sv)
+        return sv
+
+    try:
+        yield factory
+    finally:
+        errors: list[BaseException] = []
+        for sv in reversed(started):
+            try:
+                sv.stop()
+            except BaseException as e:  # keep stopping the others
+                errors.append(e)
+        if errors:
+            raise errors[0]
