@@ -207,6 +207,7 @@ autostart = false
     counts = dict.fromkeys(names, 0)
     for m in OVERFLOW.finditer(sv.log_text()):
         counts[m.group(1)] += 1
+    print("overflow lines per pool:", counts)  # shown with -s; bench/RESULTS.md quotes it
     # The control proves the loop produced enough events to overflow a blocking listener.
     assert counts["z_blocking"] > 100, counts
     ack = counts["p1_ack"] + counts["p4_ack"]
