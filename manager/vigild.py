@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from manager import __version__
+from manager import __version__, rpcserver
 from manager.config import Config, load_config
 from manager.ini import ConfigError, find_config_file
 from manager.loop import Loop
@@ -139,8 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("For help, use vigild -h", file=sys.stderr)
         return EXIT_USAGE
 
-    from manager import rpcserver
-
     loop = Loop()
     servers = rpcserver.Servers(loop)
     try:
@@ -164,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pidfile.write_text(f"{os.getpid()}\n")
     except OSError as exc:
         log.critical("could not write pidfile %s: %s", pidfile, exc)
-    status = run(config, load, loop=loop, servers=servers, log_factory=lambda c: log)
+    status = run(config, load, loop=loop, servers=servers, log=log)
     with contextlib.suppress(OSError):
         pidfile.unlink()
     return status
@@ -175,17 +174,10 @@ def run(
     load: Callable[[], Config],
     *,
     loop: Loop,
-    servers: object,
-    log_factory: Callable[[Config], object],
+    servers: rpcserver.Servers,
+    log: logging.Logger,
 ) -> int:
     """Run supervisors until shutdown; a reload re-reads the config and starts over."""
-    from manager import rpcserver
-
-    assert isinstance(servers, rpcserver.Servers)
-    log = log_factory(config)
-    import logging
-
-    assert isinstance(log, logging.Logger)
     current = config
     while True:
         sup = Supervisor(current, log=log, loop=loop, config_loader=load)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.supervisor import Supervisor, start_supervisor
+from tests.support.supervisor import CORES, Supervisor, core_command, start_supervisor
 
 SupervisorFactory = Callable[..., Supervisor]
 
@@ -50,3 +50,19 @@ def supervisor_factory(tmp_path: Path) -> Iterator[SupervisorFactory]:
                 errors.append(e)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture(params=CORES)
+def core(request: pytest.FixtureRequest) -> str:
+    """The supervisor under test: real supervisord 4.3, then vigild — same assertions."""
+    return str(request.param)
+
+
+@pytest.fixture
+def any_core(supervisor_factory: SupervisorFactory, core: str) -> SupervisorFactory:
+    """Like ``supervisor_factory``, parametrized over supervisord and vigild."""
+
+    def start(body: str, **kw: object) -> Supervisor:
+        return supervisor_factory(body, command=core_command(Path("{conf}"), core), **kw)
+
+    return start

@@ -307,9 +307,12 @@ class Supervisor:
 # Starting
 
 
-def core_command(conf: Path) -> list[str]:
-    """The default core command line: supervisord, or vigild when ``VIGIL_TEST_CORE=vigild``."""
-    core = os.environ.get("VIGIL_TEST_CORE", "supervisord")
+CORES = ("supervisord", "vigild")
+
+
+def core_command(conf: Path, core: str | None = None) -> list[str]:
+    """The core command line: ``core``, else supervisord (or ``$VIGIL_TEST_CORE``)."""
+    core = core or os.environ.get("VIGIL_TEST_CORE", "supervisord")
     if core == "supervisord":
         return [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(conf)]
     if core == "vigild":

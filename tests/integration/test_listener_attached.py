@@ -1,4 +1,4 @@
-"""vigil-listener attached to a real supervisord 4.3: every transition, redelivery, overflow."""
+"""vigil-listener attached to supervisord 4.3 and to vigild: transitions, redelivery, overflow."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-def test_listener_sees_every_transition_with_payload_fields(supervisor_factory: Factory) -> None:
+def test_listener_sees_every_transition_with_payload_fields(any_core: Factory) -> None:
     body = f"""
 [program:steady]
 command = sleep 600
@@ -78,7 +78,7 @@ command = {PYTHON} -c "raise SystemExit(1)"
 startsecs = 3
 startretries = 1
 """ + listener_section("vigil", "log")
-    sv = supervisor_factory(body)
+    sv = any_core(body)
     sv.wait_state("steady", "RUNNING")
     sv.wait_state("exits", "EXITED")
     sv.wait_state("crash", "FATAL", timeout=15)
@@ -130,7 +130,7 @@ startretries = 1
 
 
 def test_listener_sigkilled_mid_event_gets_the_event_redelivered(
-    supervisor_factory: Factory,
+    any_core: Factory,
 ) -> None:
     body = """
 [program:target]
@@ -142,7 +142,7 @@ autostart = false
         "tests.support.plugins:block_once,log",
         env='VIGIL_TEST_MARKER="%(here)s/marker",VIGIL_TEST_TARGET="target"',
     )
-    sv = supervisor_factory(body)
+    sv = any_core(body)
     sv.wait_state("vigil", "RUNNING")
     sv.rpc().supervisor.startProcess("target", False)
     marker = sv.dir / "marker"
@@ -171,7 +171,7 @@ OVERFLOW = re.compile(r"pool (\S+) event buffer overflowed")
 
 @pytest.mark.slow
 def test_slow_plugin_causes_no_more_overflow_than_an_ack_only_listener(
-    supervisor_factory: Factory,
+    any_core: Factory,
 ) -> None:
     """Five pools see the same crash loop at the default buffer_size=10.
 
@@ -196,7 +196,7 @@ autostart = false
         + listener_section("p4_ack", '""', buffer_size=10)
         + listener_section("z_blocking", "tests.support.plugins:slow_inline", buffer_size=10)
     )
-    sv = supervisor_factory(body)
+    sv = any_core(body)
     names = ("p1_ack", "p2_slow", "p3_slow", "p4_ack", "z_blocking")
     for name in names:
         sv.wait_state(name, "RUNNING")
