@@ -69,7 +69,7 @@ class ListenerPool:
     config: PoolConfig
     server: str
     log: logging.Logger
-    #: Called when the buffer goes from full to not full (resume paused producers).
+    #: Called after dispatch made room (resume paused producers, paced restarts).
     on_drain: Callable[[], None] = lambda: None
     buffer: deque[Buffered] = field(default_factory=deque)
     listeners: dict[str, _Listener] = field(default_factory=dict)
@@ -87,6 +87,9 @@ class ListenerPool:
 
     def has_room(self) -> bool:
         return len(self.buffer) < self.config.buffer_size
+
+    def free_slots(self) -> int:
+        return self.config.buffer_size - len(self.buffer)
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(len(self.buffer), self.delivered, self.rejected, self.discarded)
@@ -178,7 +181,7 @@ class ListenerPool:
         self.buffer.appendleft(item)
 
     def dispatch(self) -> None:
-        was_full = not self.has_room()
+        before = len(self.buffer)
         while self.buffer:
             lst = next(
                 (
@@ -194,5 +197,5 @@ class ListenerPool:
             data = lst.conn.send_event(item.event, serial=item.serial, poolserial=item.poolserial)
             lst.in_flight = item
             lst.write(data)
-        if was_full and self.has_room():
+        if len(self.buffer) < before and self.has_room():
             self.on_drain()

@@ -17,7 +17,10 @@ Differences from supervisord 4.3, on purpose (reference §9 item 9):
   ``startsecs`` is always BACKOFF, never promoted first (no reap race);
 * a BACKOFF process stopped by request has its failure counter reset;
 * an exit reaped before the startsecs timer ran but after startsecs elapsed is
-  RUNNING then EXITED, as in supervisord.
+  RUNNING then EXITED, as in supervisord;
+* automatic restarts and retries may be deferred by the host (``defer_spawn``):
+  vigild paces a crash loop to the speed of the listeners instead of dropping
+  their events (see :class:`manager.supervisor.Supervisor`).
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ class ProcessHost(Protocol):
 
     def accepting_restarts(self) -> bool:
         """False while shutting down or reloading: no autorestart, no backoff retry."""
+        ...
+
+    def defer_spawn(self, process: Process) -> bool:
+        """True if the host will call ``process.respawn()`` later (restart pacing)."""
         ...
 
 
@@ -204,7 +211,16 @@ class Process:
 
     def _retry(self) -> None:
         self._timer = None
-        if self.state is P.BACKOFF and self.host.accepting_restarts():
+        if (
+            self.state is P.BACKOFF
+            and self.host.accepting_restarts()
+            and not self.host.defer_spawn(self)
+        ):
+            self.spawn()
+
+    def respawn(self) -> None:
+        """A deferred automatic restart or retry, if it still applies."""
+        if self.state in (P.EXITED, P.BACKOFF) and self.host.accepting_restarts():
             self.spawn()
 
     def give_up(self) -> None:
@@ -251,7 +267,7 @@ class Process:
         restart = self.config.autorestart is AutoRestart.TRUE or (
             self.config.autorestart is AutoRestart.UNEXPECTED and not expected
         )
-        if restart and host.accepting_restarts():
+        if restart and host.accepting_restarts() and not host.defer_spawn(self):
             self.spawn()
 
     # -- stopping and signalling -----------------------------------------------------

@@ -60,6 +60,10 @@ __all__ = ["Group", "Supervisor"]
 
 E = EventType
 _READ = 131072
+#: Longest an automatic restart waits for a full listener pool before going ahead anyway.
+PACE_MAX_DELAY = 1.0
+#: Free slots a pool needs before a paced restart goes ahead (the events one restart makes).
+PACE_HEADROOM = 3
 #: Serial numbers survive reloads (supervisord keeps a module-level counter).
 _serials = itertools.count()
 TICK_PERIODS = ((E.TICK_5, 5), (E.TICK_60, 60), (E.TICK_3600, 3600))
@@ -256,6 +260,8 @@ class Supervisor:
         self._stopping_group: Group | None = None
         self._exit_requested: SupervisorState | None = None
         self.done = False
+        #: Automatic restarts waiting for room in a listener pool (restart pacing).
+        self._paced: dict[Process, Timer] = {}
         #: Callbacks run whenever any process changes state (RPC waits use it).
         self.watchers: list[Callable[[Process], None]] = []
 
@@ -281,6 +287,42 @@ class Supervisor:
 
     def accepting_restarts(self) -> bool:
         return self.state is SupervisorState.RUNNING
+
+    def _state_pools_have_room(self) -> bool:
+        """Room for a restart's next few events (STARTING, RUNNING, EXITED) in every pool."""
+        return all(
+            p.free_slots() >= PACE_HEADROOM
+            for p in self.pools()
+            if p.subscribes(E.PROCESS_STATE_STARTING)
+        )
+
+    def defer_spawn(self, process: Process) -> bool:
+        """Restart pacing: hold an automatic restart while a PROCESS_STATE pool is full.
+
+        A crash loop then runs at the speed its listeners acknowledge events instead of
+        overflowing their buffers; after PACE_MAX_DELAY the restart goes ahead anyway, so
+        a stuck listener cannot hold programs down.
+        """
+        if process in self._paced:
+            return True
+        if self._state_pools_have_room():
+            return False
+        self._paced[process] = self.loop.call_later(
+            PACE_MAX_DELAY, functools.partial(self._paced_spawn, process)
+        )
+        return True
+
+    def _paced_spawn(self, process: Process) -> None:
+        timer = self._paced.pop(process, None)
+        if timer is not None:
+            timer.cancel()
+            process.respawn()
+
+    def _on_pool_drain(self) -> None:
+        if self.paused:
+            self.resume_paused()
+        if self._paced and self._state_pools_have_room():
+            self._paced_spawn(next(iter(self._paced)))
 
     def emit(self, event: Event) -> None:
         pools = [p for p in self.pools() if p.subscribes(event.type)]
@@ -455,7 +497,7 @@ class Supervisor:
                 cfg,
                 server=self.config.supervisord.identifier,
                 log=self.log,
-                on_drain=self.resume_paused,
+                on_drain=self._on_pool_drain,
             )
         sd = self.config.supervisord
         for pc in cfg.processes:

@@ -209,7 +209,7 @@ autostart = false
         counts[m.group(1)] += 1
     print("overflow lines per pool:", counts)  # shown with -s; bench/RESULTS.md quotes it
     # The control proves the loop produced enough events to overflow a blocking listener.
-    assert counts["z_blocking"] > 100, counts
+    assert counts["z_blocking"] > 10, counts
     ack = counts["p1_ack"] + counts["p4_ack"]
     slowq = counts["p2_slow"] + counts["p3_slow"]
     # Equal within the noise two identical ack-only listeners show between themselves.

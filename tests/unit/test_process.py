@@ -57,6 +57,8 @@ class FakeHost:
     events: list[ProcessStateChange] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     accepting: bool = True
+    defer: bool = False
+    deferred: list[Process] = field(default_factory=list)
     seq: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -94,6 +96,11 @@ class FakeHost:
 
     def accepting_restarts(self) -> bool:
         return self.accepting
+
+    def defer_spawn(self, process: Process) -> bool:
+        if self.defer:
+            self.deferred.append(process)
+        return self.defer
 
     def advance(self, seconds: float) -> None:
         end = self.t + seconds
@@ -320,3 +327,29 @@ def test_start_of_a_stopping_process_is_refused_by_the_table(base: ProcessConfig
     p.stop()
     with pytest.raises(IllegalTransition):
         p.spawn()
+
+
+def test_a_deferred_restart_happens_when_the_host_says_so(base: ProcessConfig) -> None:
+    p, host = make(base, autorestart=AutoRestart.TRUE, startsecs=0.0)
+    p.spawn()
+    host.advance(0)
+    host.defer = True
+    p.exited(status(1))
+    assert state(p) is P.EXITED and host.deferred == [p]
+    p.respawn()
+    assert state(p) is P.STARTING
+
+
+def test_a_deferred_restart_is_dropped_if_the_process_was_started_meanwhile(
+    base: ProcessConfig,
+) -> None:
+    p, host = make(base, autorestart=AutoRestart.TRUE, startsecs=0.0)
+    p.spawn()
+    host.advance(0)
+    host.defer = True
+    p.exited(status(1))
+    p.spawn()  # a manual start
+    host.advance(0)
+    count = len(host.fake_os.spawned)
+    p.respawn()
+    assert len(host.fake_os.spawned) == count and state(p) is P.RUNNING
