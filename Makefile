@@ -14,7 +14,7 @@ $(BIN)/vigil-listener: pyproject.toml
 
 demo: $(BIN)/vigil-listener
 	mkdir -p run
-	$(BIN)/supervisord -n -c conf/demo.conf
+	$(BIN)/vigild -n -c conf/demo.conf
 
 test: $(BIN)/vigil-listener
 	$(BIN)/pytest

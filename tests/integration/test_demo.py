@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.supervisor import Supervisor, run_core
+from tests.support.supervisor import CORES, Supervisor, core_command, run_core
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,11 @@ class Demo:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+@pytest.fixture(scope="module", params=CORES)
+def demo(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Demo]:
+    """The demo, copied into a temp dir, under supervisord and under vigild (the main job)."""
     base = tmp_path_factory.mktemp("demo")
     own_dir: Path | None = None
     if len(os.fsencode(base / "run" / "vigil-demo.sock")) > 100:  # sun_path limit
@@ -80,6 +83,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             sock=base / "run" / "vigil-demo.sock",
             logfile=base / "run" / "vigil-demo.log",
             env=ENV,
+            command=core_command(Path("{conf}"), str(request.param)),
         )
         try:
             yield Demo(sv, base, port)
@@ -115,7 +119,7 @@ def test_marketdata_serves_healthz_and_quotes(demo: Demo) -> None:
     assert quote["bid"] < quote["ask"] and quote["symbol"]
 
 
-def test_marketdata_fault_switch_under_supervisord(demo: Demo) -> None:
+def test_marketdata_fault_switch(demo: Demo) -> None:
     demo.sv.wait_state("desk:marketdata", "RUNNING")
     fault = demo.run / "marketdata.fault"
     try:
