@@ -247,8 +247,12 @@ def _split_chars(buf: bytes | bytearray, count: int) -> int | None:
 # ---------------------------------------------------------------------------
 
 
-class ListenerState(enum.Enum):
-    """States of one listener as supervisord tracks them (reference §1.2); codes are 4.3's."""
+class ListenerState(enum.IntEnum):
+    """States of one listener as supervisord tracks them (reference §1.2); codes are 4.3's.
+
+    An IntEnum (and so are the inputs below) because the tables are looked up per event
+    and IntEnum members hash in C.
+    """
 
     READY = 10
     BUSY = 20
@@ -256,11 +260,11 @@ class ListenerState(enum.Enum):
     UNKNOWN = 40
 
 
-class _In(enum.Enum):
-    SEND_READY = "send READY"
-    GOT_EVENT = "got an event"
-    SEND_RESULT = "send RESULT"
-    VIOLATION = "protocol violation"
+class _In(enum.IntEnum):
+    SEND_READY = 1
+    GOT_EVENT = 2
+    SEND_RESULT = 3
+    VIOLATION = 4
 
 
 S = ListenerState
@@ -291,7 +295,9 @@ class ListenerConnection:
         try:
             self.state = _LISTENER_TABLE[(self.state, how)]
         except KeyError:
-            raise LocalProtocolError(f"cannot {how.value} in state {self.state.name}") from None
+            raise LocalProtocolError(
+                f"cannot {how.name.lower().replace('_', ' ')} in state {self.state.name}"
+            ) from None
 
     def ready(self) -> bytes:
         """Bytes that announce readiness for the next event."""
@@ -392,11 +398,11 @@ class ListenerConnection:
 # ---------------------------------------------------------------------------
 
 
-class _Sv(enum.Enum):
-    GOT_READY = "receive READY"
-    SEND_EVENT = "send an event"
-    GOT_RESULT = "receive RESULT"
-    VIOLATION = "protocol violation"
+class _Sv(enum.IntEnum):
+    GOT_READY = 1
+    SEND_EVENT = 2
+    GOT_RESULT = 3
+    VIOLATION = 4
 
 
 #: Supervisor side (reference §1.5): the same states, seen from the other end.
@@ -432,7 +438,9 @@ class SupervisorConnection:
         try:
             self.state = _SUPERVISOR_TABLE[(self.state, how)]
         except KeyError:
-            raise LocalProtocolError(f"cannot {how.value} in state {self.state.name}") from None
+            raise LocalProtocolError(
+                f"cannot {how.name.lower().replace('_', ' ')} in state {self.state.name}"
+            ) from None
 
     def _violation(self, message: str, offending: bytes) -> RemoteProtocolError:
         self._move(_Sv.VIOLATION)

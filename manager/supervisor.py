@@ -132,7 +132,7 @@ class _Output:
             types.append(self.log_type)
         if self.capturing:
             types.append(self.comm_type)
-        return [p for p in self.sup.pools() if any(p.subscribes(t) for t in types)]
+        return list({id(p): p for t in types for p in self.sup.subscribers(t)}.values())
 
     def on_readable(self) -> None:
         try:
@@ -262,6 +262,7 @@ class Supervisor:
         self.done = False
         #: Automatic restarts waiting for room in a listener pool (restart pacing).
         self._paced: dict[Process, Timer] = {}
+        self._subscribers: dict[EventType, list[ListenerPool]] = {}
         #: Callbacks run whenever any process changes state (RPC waits use it).
         self.watchers: list[Callable[[Process], None]] = []
 
@@ -292,8 +293,7 @@ class Supervisor:
         """Room for a restart's next few events (STARTING, RUNNING, EXITED) in every pool."""
         return all(
             p.free_slots() >= PACE_HEADROOM
-            for p in self.pools()
-            if p.subscribes(E.PROCESS_STATE_STARTING)
+            for p in self.subscribers(E.PROCESS_STATE_STARTING)
         )
 
     def defer_spawn(self, process: Process) -> bool:
@@ -325,7 +325,7 @@ class Supervisor:
             self._paced_spawn(next(iter(self._paced)))
 
     def emit(self, event: Event) -> None:
-        pools = [p for p in self.pools() if p.subscribes(event.type)]
+        pools = self.subscribers(event.type)
         if not pools:
             return
         serial = next(_serials)
@@ -490,6 +490,13 @@ class Supervisor:
             if g.pool is not None:
                 yield g.pool
 
+    def subscribers(self, t: EventType) -> list[ListenerPool]:
+        """The pools an event of type ``t`` goes to (cached; groups change rarely)."""
+        found = self._subscribers.get(t)
+        if found is None:
+            found = self._subscribers[t] = [p for p in self.pools() if p.subscribes(t)]
+        return found
+
     def add_group(self, cfg: GroupConfig | PoolConfig) -> Group:
         group = Group(cfg)
         if isinstance(cfg, PoolConfig):
@@ -509,6 +516,7 @@ class Supervisor:
                     f.write(b"")
                     self.logfiles[(cfg.name, pc.name, channel)] = f
         self.groups[cfg.name] = group
+        self._subscribers.clear()
         self.emit(ProcessGroupEvent(E.PROCESS_GROUP_ADDED, cfg.name))
         del sd
         return group
@@ -530,6 +538,7 @@ class Supervisor:
 
     def remove_group(self, name: str) -> None:
         group = self.groups.pop(name)
+        self._subscribers.clear()
         for p in group.processes.values():
             for channel in ("stdout", "stderr"):
                 f = self.logfiles.pop((name, p.name, channel), None)
