@@ -1,0 +1,169 @@
+"""The control plane: XML-RPC and the command-line clients, vigild against supervisord 4.3.
+
+For each core, in one run: ``getAllProcessInfo`` latency with 50 and 500 processes, a
+stop+start round trip (``wait=True``) of one process, and ``vigilctl status`` /
+``supervisorctl status`` wall time with 500 processes (each client against each core).
+
+Usage: ``python -m bench.rpc [--calls N]``; prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+BIN = Path(PY).parent
+DAEMONS = {
+    "supervisord": [PY, "-m", "supervisor.supervisord", "-n", "-c"],
+    "vigild": [str(BIN / "vigild"), "-n", "-c"],
+}
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(self.path)
+        self.sock = s
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixConnection(self.path)
+
+
+class Core:
+    def __init__(self, kind: str, n: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"rpc-{kind}-", dir="/tmp"))
+        self.sock = self.dir / "s.sock"
+        self.conf = self.dir / "c.conf"
+        self.conf.write_text(
+            f"""[supervisord]
+logfile = {self.dir}/d.log
+pidfile = {self.dir}/d.pid
+childlogdir = {self.dir}
+loglevel = warn
+
+[unix_http_server]
+file = {self.sock}
+
+[supervisorctl]
+serverurl = unix://{self.sock}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[program:p]
+command = sleep 600
+numprocs = {n}
+process_name = p_%(process_num)03d
+startsecs = 0
+stdout_logfile = NONE
+stderr_logfile = NONE
+"""
+        )
+        self.proc = subprocess.Popen([*DAEMONS[kind], str(self.conf)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                infos = self.rpc().supervisor.getAllProcessInfo()
+                if len(infos) == n and all(i["statename"] == "RUNNING" for i in infos):
+                    break
+            except (OSError, xmlrpc.client.Fault):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} did not start {n} processes")
+            time.sleep(0.1)
+
+    def rpc(self) -> Any:
+        with xmlrpc.client.ServerProxy(
+            "http://localhost", transport=_UnixTransport(str(self.sock))
+        ) as proxy:
+            return proxy
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def timed(fn: Any, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def ms(xs: list[float]) -> str:
+    return f"{statistics.median(xs) * 1e3:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=30)
+    args = ap.parse_args()
+    rows: dict[str, dict[str, str]] = {}
+    for kind in DAEMONS:
+        for n in (50, 500):
+            core = Core(kind, n)
+            try:
+                rpc = core.rpc()
+                rows.setdefault(f"getAllProcessInfo, {n} processes (p50 ms)", {})[kind] = ms(
+                    timed(rpc.supervisor.getAllProcessInfo, args.calls)
+                )
+                if n == 50:
+
+                    def cycle(rpc: Any = rpc) -> None:
+                        rpc.supervisor.stopProcess("p:p_000", True)
+                        rpc.supervisor.startProcess("p:p_000", True)
+
+                    rows.setdefault("stop+start round trip, wait=True (p50 ms)", {})[kind] = ms(
+                        timed(cycle, 10)
+                    )
+                if n == 500:
+                    for client, argv in (
+                        ("supervisorctl", [PY, "-m", "supervisor.supervisorctl"]),
+                        ("vigilctl", [str(BIN / "vigilctl")]),
+                    ):
+                        if not Path(argv[0]).exists():
+                            continue
+                        cmd = [*argv, "-c", str(core.conf), "status"]
+                        rows.setdefault(f"`{client} status`, 500 processes (p50 ms)", {})[
+                            kind
+                        ] = ms(timed(lambda cmd=cmd: subprocess.run(cmd, capture_output=True), 5))
+            finally:
+                core.stop()
+    print("| measurement | supervisord | vigild | ratio |")
+    print("|---|---|---|---|")
+    for name, vals in rows.items():
+        a, b = vals.get("supervisord", "nan"), vals.get("vigild", "nan")
+        ratio = f"{float(a) / float(b):.1f}x" if float(b) else ""
+        print(f"| {name} | {a} | {b} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
