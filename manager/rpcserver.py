@@ -159,15 +159,66 @@ def _wire(value: object) -> Any:
     return value
 
 
+_NEEDS_ESCAPE = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(value: str) -> str:
+    """XML character data: escaped, XML-invalid characters replaced (fast path: unchanged)."""
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value
+    value = _XML_INVALID.sub("\ufffd", value)
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _dump(value: object, out: list[str]) -> None:
+    """Append the ``<value>`` of one object: a specialised, much faster ``xmlrpc.client`` dump.
+
+    Big replies (``getAllProcessInfo`` of 500 processes) are made of a few types only;
+    anything unusual falls back to ``xmlrpc.client`` (which rejects ``None``).
+    """
+    t = type(value)
+    if t is str:
+        out.append(f"<value><string>{_text(value)}</string></value>")  # type: ignore[arg-type]
+    elif t is bool:
+        out.append(
+            "<value><boolean>1</boolean></value>"
+            if value
+            else "<value><boolean>0</boolean></value>"
+        )
+    elif t is dict:
+        out.append("<value><struct>")
+        for k, v in value.items():  # type: ignore[attr-defined]
+            out.append(f"<member><name>{_text(str(k))}</name>")
+            _dump(v, out)
+            out.append("</member>")
+        out.append("</struct></value>")
+    elif t is list or t is tuple:
+        out.append("<value><array><data>")
+        for v in value:  # type: ignore[attr-defined]
+            _dump(v, out)
+        out.append("</data></array></value>")
+    elif isinstance(value, int):  # also IntEnum members
+        out.append(f"<value><int>{max(MININT, min(MAXINT, int(value)))}</int></value>")
+    elif t is float:
+        out.append(f"<value><double>{value!r}</double></value>")
+    else:
+        out.append(
+            xmlrpc.client.dumps((_wire(value),), allow_none=False)
+            .split("<param>\n", 1)[1]
+            .rsplit("</param>", 1)[0]
+        )
+
+
 def marshal_value(value: object) -> bytes:
     """A methodResponse carrying ``value``.
 
     Raises:
         TypeError: ``value`` contains ``None`` or something else XML-RPC cannot carry.
     """
-    return xmlrpc.client.dumps((_wire(value),), methodresponse=True, allow_none=False).encode(
-        "utf-8"
-    )
+    out = ["<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"]
+    _dump(value, out)
+    out.append("\n</param>\n</params>\n</methodResponse>\n")
+    return "".join(out).encode("utf-8")
 
 
 def marshal_fault(code: int, text: str) -> bytes:
