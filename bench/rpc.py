@@ -152,9 +152,9 @@ def main() -> None:
                         if not Path(argv[0]).exists():
                             continue
                         cmd = [*argv, "-c", str(core.conf), "status"]
-                        rows.setdefault(f"`{client} status`, 500 processes (p50 ms)", {})[
-                            kind
-                        ] = ms(timed(lambda cmd=cmd: subprocess.run(cmd, capture_output=True), 5))
+                        rows.setdefault(f"`{client} status`, 500 processes (p50 ms)", {})[kind] = (
+                            ms(timed(lambda cmd=cmd: subprocess.run(cmd, capture_output=True), 5))
+                        )
             finally:
                 core.stop()
     print("| measurement | supervisord | vigild | ratio |")

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from listeners.bus import Bus
 from listeners.plugin import PluginContext, PluginError, Subscription, load_plugin
 from listeners.runtime import EXIT_OK, EXIT_PROTOCOL, Runtime, Terminate
 from manager.ini import ConfigError, IniFile, find_config_file, read_ini
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             client.append(SupervisorClient.from_config(config, env))
         return client[0]
 
+    bus = Bus(logging.getLogger("vigil.bus"))
     contexts: list[PluginContext] = []
     subscriptions: list[Subscription] = []
     for spec in specs:
@@ -129,6 +131,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             stopping=stopping,
             environ=env,
             _client_factory=client_factory,
+            bus=bus,
         )
         try:
             load_plugin(spec)(ctx)

@@ -35,6 +35,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from listeners.bus import Bus
 from manager.events import EventType
 from manager.protocol import Notification
 
@@ -89,6 +90,8 @@ class PluginContext:
     stopping: threading.Event
     environ: Mapping[str, str]
     _client_factory: Callable[[], SupervisorClient]
+    #: Shared by all plugins of this listener (health publishes, metrics/alerts subscribe).
+    bus: Bus = field(default_factory=Bus)
     subscriptions: list[Subscription] = field(default_factory=list)
     _on_stop: list[Callable[[], None]] = field(default_factory=list)
     _statistics: Callable[[], Any] | None = None

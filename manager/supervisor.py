@@ -292,8 +292,7 @@ class Supervisor:
     def _state_pools_have_room(self) -> bool:
         """Room for a restart's next few events (STARTING, RUNNING, EXITED) in every pool."""
         return all(
-            p.free_slots() >= PACE_HEADROOM
-            for p in self.subscribers(E.PROCESS_STATE_STARTING)
+            p.free_slots() >= PACE_HEADROOM for p in self.subscribers(E.PROCESS_STATE_STARTING)
         )
 
     def defer_spawn(self, process: Process) -> bool:
