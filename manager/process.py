@@ -170,6 +170,7 @@ class Process:
         self._cancel_timer()
         host = self.host
         self.spawnerr = ""
+        self.exitstatus = 0  # supervisord clears it on spawn (and reports None as 0)
         self.laststart = host.wallclock()
         self.started_at = host.now()
         self._change(P.STARTING, tries=self.backoff)
@@ -250,6 +251,7 @@ class Process:
             return
         if self.state is P.STARTING:
             if host.now() - self.started_at < self.config.startsecs:
+                self.exitstatus = 0  # as supervisord: a too-quick exit leaves no status
                 self.spawnerr = "Exited too quickly (process log may have details)"
                 host.log.warning("exited: %s (%s; not expected)", self.name, text)
                 self._failed_start()
