@@ -1,0 +1,419 @@
+"""The ``health`` plugin: probes every ``[healthcheck:x]`` and remediates over XML-RPC.
+
+Theory of operation
+-------------------
+Three kinds of threads, none of them the protocol loop:
+
+* the plugin's event worker (queued handlers) learns process states from
+  PROCESS_STATE events and heartbeats from PROCESS_COMMUNICATION events;
+* one scheduler thread runs probes on their own clock (any period, never tied to
+  TICK events): it sleeps until the earliest due probe, breaker change or
+  reconcile, and hands due checks to a bounded pool of check workers;
+* a small pool of action workers performs remediation (XML-RPC calls retried by
+  the client's tenacity policy), so a slow restart never delays probing.
+
+State lives in :class:`Target` objects (one per check × process instance), guarded
+by one lock. A target is probed only while its process is RUNNING (events, plus
+``getAllProcessInfo`` at start and every ``reconcile`` seconds); its
+:class:`~healthchecks.probe.Probe` decides verdicts, its
+:class:`~healthchecks.breaker.Breaker` allows or refuses restarts. A restart
+already under way is not repeated; event-listener processes are never targeted.
+
+Published on the plugin bus (for metrics and alerts): ``health.result``
+(:class:`CheckOutcome`), ``health.action`` (:class:`Remediation`),
+``health.breaker`` (:class:`BreakerChange`), ``health.verdict`` (:class:`VerdictChange`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from healthchecks.breaker import Breaker, BreakerState, BreakerTransition
+from healthchecks.config import (
+    ActionKind,
+    HealthCheckConfig,
+    build_breaker,
+    build_check,
+    build_probe,
+    load_healthchecks,
+)
+from healthchecks.heartbeat import HeartbeatCheck
+from healthchecks.memory import MemoryCheck
+from healthchecks.probe import Probe, Verdict
+from healthchecks.result import Check, CheckResult
+from listeners.plugin import PluginContext
+from manager.events import EventType, ProcessCommunication, ProcessStateChange
+from manager.protocol import Notification
+from manager.rpcclient import RPCError, RPCFault
+
+__all__ = ["BreakerChange", "CheckOutcome", "HealthPlugin", "Remediation", "Target", "setup"]
+
+E = EventType
+#: Seconds between getAllProcessInfo reconciliations.
+RECONCILE_EVERY = 30.0
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    check: str
+    group: str
+    name: str
+    result: CheckResult
+    lateness: float
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    check: str
+    group: str
+    name: str
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Remediation:
+    check: str
+    group: str
+    name: str
+    action: str
+    reason: str
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BreakerChange:
+    check: str
+    group: str
+    name: str
+    transition: BreakerTransition
+
+
+def namespec(group: str, name: str) -> str:
+    return name if group == name else f"{group}:{name}"
+
+
+@dataclass
+class Target:
+    """One check applied to one process instance."""
+
+    cfg: HealthCheckConfig
+    group: str
+    name: str
+    check: Check
+    probe: Probe
+    breaker: Breaker
+    pid: int = 0
+    #: a restart (or other action) was issued and the process has not been RUNNING since
+    acting: bool = False
+    fatal_attempts: int = 0
+    fatal_timer: float | None = None
+
+    @property
+    def namespec(self) -> str:
+        return namespec(self.group, self.name)
+
+
+@dataclass
+class HealthPlugin:
+    ctx: PluginContext
+    configs: list[HealthCheckConfig]
+    clock: Callable[[], float] = time.monotonic
+    workers: int = 16
+    targets: dict[tuple[str, str, str], Target] = field(default_factory=dict)
+    listener_groups: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.log = self.ctx.log
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.checks = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-check")
+        self.actions = ThreadPoolExecutor(4, thread_name_prefix="vigil-action")
+        self.next_reconcile = 0.0
+        self.probes_started = itertools.count()
+        self.thread = threading.Thread(target=self._run, name="vigil-health", daemon=True)
+
+    # -- targets ---------------------------------------------------------------------
+
+    def _targets_for(self, group: str, name: str) -> list[Target]:
+        """The targets of one process, created on first sight. Caller holds the lock."""
+        if group in self.listener_groups:
+            return []
+        found = []
+        for cfg in self.configs:
+            if not cfg.program.matches(group, name):
+                continue
+            key = (cfg.name, group, name)
+            target = self.targets.get(key)
+            if target is None:
+                target = self._make_target(cfg, group, name)
+                self.targets[key] = target
+            found.append(target)
+        return found
+
+    def _make_target(self, cfg: HealthCheckConfig, group: str, name: str) -> Target:
+        holder: list[Target] = []
+
+        def pid() -> int | None:
+            return holder[0].pid or None if holder else None
+
+        def on_transition(t: BreakerTransition) -> None:
+            self.log.warning(
+                "breaker %s for %s: %s -> %s (%s)",
+                cfg.name,
+                namespec(group, name),
+                t.old.name,
+                t.new.name,
+                t.reason,
+            )
+            self.ctx.bus.publish("health.breaker", BreakerChange(cfg.name, group, name, t))
+
+        target = Target(
+            cfg,
+            group,
+            name,
+            build_check(cfg, pid_source=pid, clock=self.clock),
+            build_probe(cfg, self.clock),
+            build_breaker(cfg, self.clock, on_transition=on_transition),
+        )
+        holder.append(target)
+        return target
+
+    # -- what the supervisor tells us ------------------------------------------------
+
+    def on_state(self, n: Notification) -> None:
+        ev = n.event
+        assert isinstance(ev, ProcessStateChange)
+        now = self.clock()
+        with self.lock:
+            for t in self._targets_for(ev.groupname, ev.processname):
+                self._apply_state(t, ev.to_state, ev.pid or 0, now, since=now)
+            self.wake.notify()
+
+    def _apply_state(self, t: Target, state: str, pid: int, now: float, *, since: float) -> None:
+        """Caller holds the lock."""
+        if state == "RUNNING":
+            if not t.probe.statistics().running or pid != t.pid:
+                t.pid = pid
+                t.probe.process_running(since)
+                if isinstance(t.check, HeartbeatCheck | MemoryCheck):
+                    t.check.reset()
+            t.acting = False
+            t.fatal_attempts = 0
+            t.fatal_timer = None
+        else:
+            t.probe.process_stopped()
+            if state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
+                t.pid = 0
+            if state == "FATAL":
+                # a trial restart that cannot even start gives no probe verdict
+                t.acting = False
+                t.breaker.record_unhealthy(now)
+            if state == "FATAL" and t.cfg.fatal_recovery and t.fatal_timer is None:
+                t.fatal_attempts += 1
+                delay = t.breaker.fatal_backoff(t.fatal_attempts)
+                t.fatal_timer = now + delay
+                self.log.warning(
+                    "%s is FATAL: recovery attempt %d in %.1fs",
+                    t.namespec,
+                    t.fatal_attempts,
+                    delay,
+                )
+
+    def on_communication(self, n: Notification) -> None:
+        ev = n.event
+        assert isinstance(ev, ProcessCommunication)
+        with self.lock:
+            for t in self._targets_for(ev.groupname, ev.processname):
+                if isinstance(t.check, HeartbeatCheck):
+                    t.check.beat()
+
+    def reconcile(self) -> None:
+        """Bring process states in line with ``getAllProcessInfo`` (at start and periodically)."""
+        try:
+            infos = self.ctx.supervisor().supervisor.getAllProcessInfo()
+        except RPCError as exc:
+            self.log.warning("reconcile: getAllProcessInfo failed: %s", exc)
+            return
+        now = self.clock()
+        with self.lock:
+            for info in infos:
+                uptime = max(0, int(info["now"]) - int(info["start"]))
+                for t in self._targets_for(info["group"], info["name"]):
+                    running = t.probe.statistics().running
+                    if info["statename"] == "RUNNING" and (not running or t.pid != info["pid"]):
+                        self._apply_state(t, "RUNNING", info["pid"], now, since=now - uptime)
+                    elif info["statename"] != "RUNNING" and running:
+                        self._apply_state(t, info["statename"], 0, now, since=now)
+            self.wake.notify()
+
+    # -- the scheduler ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.wake.notify()
+        self.thread.join(5)
+        self.checks.shutdown(wait=False, cancel_futures=True)
+        self.actions.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self.ctx.stopping.is_set():
+            now = self.clock()
+            if now >= self.next_reconcile:
+                self.next_reconcile = now + RECONCILE_EVERY
+                self.reconcile()
+                now = self.clock()
+            with self.lock:
+                wake_at = self.next_reconcile
+                for t in self.targets.values():
+                    if t.probe.due(now):
+                        lateness = t.probe.start(now)
+                        next(self.probes_started)
+                        self.checks.submit(self._probe, t, lateness)
+                    change = t.breaker.advance(now)
+                    if change is not None and change.new is BreakerState.HALF_OPEN:
+                        self._maybe_trial(t, now)
+                    if t.fatal_timer is not None and now >= t.fatal_timer:
+                        t.fatal_timer = None
+                        self._remediate(t, now, "FATAL recovery", start_only=True)
+                    for when in (t.probe.next_due(), t.breaker.next_change(), t.fatal_timer):
+                        if when is not None and when < wake_at:
+                            wake_at = when
+                if not self.ctx.stopping.is_set():
+                    self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
+
+    def _probe(self, t: Target, lateness: float) -> None:
+        result = t.check.check()
+        now = self.clock()
+        with self.lock:
+            verdict = t.probe.record(result, now)
+            if verdict is Verdict.UNHEALTHY:
+                self.log.warning(
+                    "%s is unhealthy (%s: %d failures in a row): %s",
+                    t.namespec,
+                    t.cfg.name,
+                    t.cfg.probe.failure_threshold,
+                    result.detail,
+                )
+                self.ctx.bus.publish(
+                    "health.verdict",
+                    VerdictChange(t.cfg.name, t.group, t.name, False, result.detail),
+                )
+                self._on_unhealthy(t, now, result.detail)
+            elif verdict is Verdict.HEALTHY:
+                self.log.info("%s is healthy again (%s)", t.namespec, t.cfg.name)
+                self.ctx.bus.publish(
+                    "health.verdict",
+                    VerdictChange(t.cfg.name, t.group, t.name, True, result.detail),
+                )
+                t.breaker.record_healthy(now)
+            self.wake.notify()
+        self.ctx.bus.publish(
+            "health.result", CheckOutcome(t.cfg.name, t.group, t.name, result, lateness)
+        )
+
+    def _on_unhealthy(self, t: Target, now: float, detail: str) -> None:
+        """Caller holds the lock."""
+        if t.breaker.record_unhealthy(now) is not None:
+            return  # the half-open trial failed: OPEN again
+        self._remediate(t, now, detail)
+
+    def _maybe_trial(self, t: Target, now: float) -> None:
+        """HALF_OPEN: if the process is still unhealthy, make the one trial restart now."""
+        if not t.probe.statistics().healthy or t.pid == 0:
+            self._remediate(t, now, "breaker half-open: trial restart")
+
+    def _remediate(self, t: Target, now: float, reason: str, *, start_only: bool = False) -> None:
+        """Caller holds the lock."""
+        action = t.cfg.action
+        if action.kind is ActionKind.NONE and not start_only:
+            self.log.info("%s: action none; not acting on %s", t.namespec, reason)
+            return
+        if t.acting:
+            self.log.info("%s: an action is already under way; not repeating it", t.namespec)
+            return
+        restarts = start_only or action.kind is ActionKind.RESTART
+        if restarts and not t.breaker.allow_restart(now):
+            self.log.warning(
+                "%s: breaker %s, not restarting (%s)", t.namespec, t.breaker.state.name, reason
+            )
+            return
+        if restarts:
+            t.breaker.record_restart(now)
+        t.acting = True
+        t.probe.process_stopped()
+        label = "start" if start_only else str(action)
+        self.actions.submit(self._act, t, label, reason)
+
+    def _act(self, t: Target, label: str, reason: str) -> None:
+        client = self.ctx.supervisor().supervisor
+        ns = t.namespec
+        error = ""
+        try:
+            if label in ("restart", "start"):
+                if label == "restart":
+                    try:
+                        client.stopProcess(ns, True)
+                    except RPCFault as exc:
+                        if exc.name != "NOT_RUNNING":
+                            raise
+                client.startProcess(ns, False)
+            elif label == "stop":
+                client.stopProcess(ns, False)
+            elif label.startswith("signal:"):
+                client.signalProcess(ns, label.removeprefix("signal:"))
+            elif label.startswith("exec:"):
+                env = dict(
+                    os.environ, VIGIL_PROCESS=ns, VIGIL_CHECK=t.cfg.name, VIGIL_REASON=reason
+                )
+                subprocess.run(
+                    label.removeprefix("exec:"), shell=True, env=env, timeout=60, check=True
+                )
+        except (RPCError, OSError, subprocess.SubprocessError) as exc:
+            error = str(exc)
+        ok = not error
+        (self.log.warning if ok else self.log.error)(
+            "%s %s (%s: %s)%s",
+            label,
+            ns,
+            t.cfg.name,
+            reason,
+            "" if ok else f" failed: {error}",
+        )
+        with self.lock:
+            if not ok or label not in ("restart", "start"):
+                t.acting = False
+        self.ctx.bus.publish(
+            "health.action", Remediation(t.cfg.name, t.group, t.name, label, reason, ok, error)
+        )
+
+
+def setup(ctx: PluginContext) -> None:
+    if ctx.config is None:
+        ctx.log.warning("health: no config file, no checks")
+        return
+    configs = load_healthchecks(ctx.config)
+    for cfg in configs:
+        for warning in cfg.warnings:
+            ctx.log.warning("%s", warning)
+    listener_groups = frozenset(
+        s.name.removeprefix("eventlistener:")
+        for s in ctx.config.sections_with_prefix("eventlistener:")
+    )
+    plugin = HealthPlugin(ctx, configs, listener_groups=listener_groups)
+    ctx.subscribe(plugin.on_state, E.PROCESS_STATE)
+    ctx.subscribe(plugin.on_communication, E.PROCESS_COMMUNICATION)
+    ctx.on_stop(plugin.stop)
+    plugin.start()
+    ctx.log.info("health: %d check(s) configured", len(configs))
