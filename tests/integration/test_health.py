@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,7 +89,7 @@ def test_unhealthy_service_is_restarted_within_the_probe_bound(
     fault_file = sv.dir / "fault"
     fault_file.write_text(fault)
     t0 = time.monotonic()
-    new_pid, seen = wait_new_pid(sv, "web", pid, 15)
+    _new_pid, seen = wait_new_pid(sv, "web", pid, 15)
     fault_file.unlink()
     elapsed = seen - t0
     # period x failure_threshold + timeout + 1 s (issue 5), + the stop of a hung server.
@@ -170,10 +171,8 @@ failure_threshold = 2
     try:
         wait_new_pid(sv, "beater", pid, 12)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
     assert "beater is unhealthy" in (sv.dir / "health.err").read_text()
 
 
