@@ -199,3 +199,51 @@ failure_threshold = 1
     new_pid, _ = wait_new_pid(sv, "app", pid, 10)
     broken.unlink()
     assert new_pid != pid
+
+
+def test_leaking_process_is_restarted_by_the_memory_check(any_core: Factory) -> None:
+    leak = (
+        "import time\\na = []\\nwhile True:\\n    a.append(bytearray(8_000_000)); time.sleep(0.1)"
+    )
+    body = f"""
+[program:leaky]
+command = {PYTHON} -c "exec('{leak}')"
+startsecs = 0
+
+[healthcheck:leaky]
+program = leaky
+type = memory
+limit = 100MB
+period = 0.25
+failure_threshold = 1
+""" + health_listener()
+    sv = any_core(body)
+    pid = int(sv.wait_state("leaky", "RUNNING")["pid"])
+    new_pid, _ = wait_new_pid(sv, "leaky", pid, 15)
+    assert new_pid != pid
+    text = (sv.dir / "health.err").read_text()
+    assert "leaky is unhealthy" in text and "RSS" in text.upper()
+
+
+def test_fatal_program_is_recovered_on_backoff(any_core: Factory, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("x")
+    body = f"""
+[program:flaky]
+command = sh -c 'test -e {broken} && exit 1; exec sleep 600'
+startsecs = 1
+startretries = 0
+
+[healthcheck:flaky]
+program = flaky
+type = exec
+command = true
+period = 1
+fatal_recovery = true
+fatal_backoff_max = 1
+""" + health_listener()
+    sv = any_core(body)
+    sv.wait_state("flaky", "FATAL")
+    broken.unlink()
+    sv.wait_state("flaky", "RUNNING", timeout=10)
+    assert "FATAL recovery" in (sv.dir / "health.err").read_text()
