@@ -11,12 +11,14 @@ as supervisord's ``setpgrp``), its own pipes, ``close_fds``, and
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import pwd
+import signal
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,8 +86,33 @@ def resolve_command(argv0: str, path: str | None) -> str:
     raise SpawnError(f"can't find command {argv0!r}", Fault.NO_FILE)
 
 
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec hook that makes the child get SIGKILL when vigild dies (Linux only).
+
+    supervisord leaves children running as orphans when it is SIGKILLed (reference §8,
+    #168/#1101); with PR_SET_PDEATHSIG the kernel kills them instead, so a restarted
+    vigild never finds a second copy running.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # vigild died before the prctl took effect
+            os._exit(1)
+
+    return hook
+
+
 class RealOS:
-    """The real thing."""
+    """The real thing. ``die_with_parent``: children are killed if vigild dies (Linux)."""
+
+    def __init__(self, *, die_with_parent: bool = True) -> None:
+        self._preexec = _die_with_parent(os.getpid()) if die_with_parent else None
 
     def spawn(self, spec: SpawnSpec) -> Spawned:
         if not spec.argv:
@@ -125,6 +152,7 @@ class RealOS:
                 extra_groups=extra_groups,
                 process_group=0,
                 close_fds=True,
+                preexec_fn=self._preexec,
             )
         except BaseException as exc:
             for pair in fds:

@@ -938,3 +938,34 @@ def test_vigild_survives_sigusr1(supervisor_factory: Factory) -> None:
     info = sv.process_info("steady")
     assert (info["statename"], info["pid"]) == ("RUNNING", child)
     assert is_alive(child)
+
+
+def test_vigild_sigkilled_leaves_no_orphan(supervisor_factory: Factory) -> None:
+    """supervisord's children outlive a SIGKILLed supervisord (#168); vigild's do not."""
+    sv = supervisor_factory(
+        "[program:a]\ncommand = sleep 600\nstartsecs = 0\n"
+        "[program:b]\ncommand = sleep 600\nstartsecs = 0\nnumprocs = 2\n"
+        "process_name = b_%(process_num)d\n",
+        command=VIGILD_COMMAND,
+    )
+    pids = [int(sv.wait_state(n, "RUNNING")["pid"]) for n in ("a", "b:b_0", "b:b_1")]
+    os.kill(sv.pid, signal.SIGKILL)
+    sv.proc.wait(10)
+    deadline = time.monotonic() + 5
+    alive = pids
+    try:
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            time.sleep(0.02)
+        assert alive == [], f"orphans left running: {alive}"
+    finally:
+        for pid in alive:  # only when the assertion failed: do not leave them behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
