@@ -11,14 +11,13 @@ as supervisord's ``setpgrp``), its own pipes, ``close_fds``, and
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import pwd
-import signal
+import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,33 +85,20 @@ def resolve_command(argv0: str, path: str | None) -> str:
     raise SpawnError(f"can't find command {argv0!r}", Fault.NO_FILE)
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A preexec hook that makes the child get SIGKILL when vigild dies (Linux only).
-
-    supervisord leaves children running as orphans when it is SIGKILLed (reference §8,
-    #168/#1101); with PR_SET_PDEATHSIG the kernel kills them instead, so a restarted
-    vigild never finds a second copy running.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # vigild died before the prctl took effect
-            os._exit(1)
-
-    return hook
-
-
 class RealOS:
-    """The real thing. ``die_with_parent``: children are killed if vigild dies (Linux)."""
+    """The real thing.
+
+    ``die_with_parent``: children get SIGKILL from the kernel if vigild dies
+    (``PR_SET_PDEATHSIG``, set by util-linux ``setpriv`` right before it execs the
+    program). supervisord leaves children running as orphans when it is SIGKILLed
+    (reference §8, #168); a restarted vigild then never finds a second copy running.
+    ``setpriv`` is used rather than a Python ``preexec_fn``, which would turn every
+    spawn into a full fork of the daemon (measured: 500 spawns 1.1 s → 2.9 s).
+    Without ``setpriv`` on PATH, children are spawned without it.
+    """
 
     def __init__(self, *, die_with_parent: bool = True) -> None:
-        self._preexec = _die_with_parent(os.getpid()) if die_with_parent else None
+        self._setpriv = shutil.which("setpriv") if die_with_parent else None
 
     def spawn(self, spec: SpawnSpec) -> Spawned:
         if not spec.argv:
@@ -137,10 +123,16 @@ class RealOS:
         fds = [os.pipe() for _ in range(2 if spec.redirect_stderr else 3)]
         (in_r, in_w), (out_r, out_w) = fds[0], fds[1]
         err_r, err_w = fds[2] if len(fds) == 3 else (None, None)
+        argv, executable = list(spec.argv), program
+        if self._setpriv is not None:
+            if "PATH" not in spec.env:
+                argv[0] = program  # setpriv's execvp would search a shorter default PATH
+            argv = [self._setpriv, "--pdeathsig", "KILL", "--", *argv]
+            executable = self._setpriv
         try:
             p = subprocess.Popen(
-                list(spec.argv),
-                executable=program,
+                argv,
+                executable=executable,
                 stdin=in_r,
                 stdout=out_w,
                 stderr=subprocess.STDOUT if err_w is None else err_w,
@@ -152,7 +144,6 @@ class RealOS:
                 extra_groups=extra_groups,
                 process_group=0,
                 close_fds=True,
-                preexec_fn=self._preexec,
             )
         except BaseException as exc:
             for pair in fds:
