@@ -17,9 +17,11 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
@@ -29,7 +31,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.supervisor import PYTHON, VIGIL_LISTENER, Supervisor
+from tests.support.supervisor import (
+    PYTHON,
+    VIGIL_LISTENER,
+    Supervisor,
+    render_config,
+    unix_proxy,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -969,3 +977,44 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def test_vigild_daemonizes_without_n_and_writes_its_pidfile(tmp_path: Path) -> None:
+    sock = Path(tempfile.mkdtemp(prefix="vd", dir="/tmp")) / "d.sock"
+    conf = tmp_path / "d.conf"
+    conf.write_text(
+        render_config(tmp_path, sock, "[program:a]\ncommand = sleep 600\nstartsecs = 0\n").replace(
+            "nodaemon = true", "nodaemon = false"
+        )
+    )
+    starter = subprocess.run([VIGILD, "-c", str(conf)], capture_output=True, timeout=10)
+    assert starter.returncode == 0, starter.stderr
+    pidfile = tmp_path / "supervisord.pid"
+    daemon = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline, "no pidfile"
+            time.sleep(0.02)
+        daemon = int(pidfile.read_text())
+        assert daemon != os.getpid()
+        while True:
+            try:
+                state = unix_proxy(sock).supervisor.getState()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "daemon not serving"
+                time.sleep(0.05)
+        assert state["statename"] == "RUNNING"
+        # detached: its own session, and not our child
+        assert os.getsid(daemon) == daemon
+    finally:
+        if daemon:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{daemon}").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert not Path(f"/proc/{daemon}").exists()
+    assert not pidfile.exists() and not sock.exists()
