@@ -42,7 +42,7 @@ Differences from supervisord 4.3, on purpose:
   name in one group, are errors; supervisord silently keeps one of them.
 * Only the first ``[unix_http_server*]`` section is used (with a warning).
 * ``[fcgi-program:x]`` is not supported, so a ``[group:x]`` naming one is an
-  unknown program; ``result_handler`` is kept as text, never imported.
+  unknown program; ``result_handler`` is imported to check it (see manager/results.py).
 * A group's processes are sorted by (priority, name), so reordering
   ``programs=`` is not a change for :func:`diff_groups`; and a switch between
   ``AUTO`` and a file name *is* one (supervisord ignores AUTO when comparing).
@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from manager import datatypes as dt
+from manager import results
 from manager.datatypes import AutoRestart, LogKind, LogTarget
 from manager.events import EventType, parse_event_names
 from manager.ini import (
@@ -91,8 +92,8 @@ __all__ = [
 _T = TypeVar("_T")
 
 MB = 1024 * 1024
-#: supervisord's default ``result_handler`` (the only one Vigil implements).
-DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
+#: supervisord's default ``result_handler``.
+DEFAULT_RESULT_HANDLER = results.DEFAULT_RESULT_HANDLER
 
 
 # --- value objects -------------------------------------------------------------------
@@ -467,6 +468,12 @@ class _Loader:
                 "buffer_size", f"[{s.name}] section sets invalid buffer_size ({buffer_size})"
             )
         result_handler = self.value(s, "result_handler", str, DEFAULT_RESULT_HANDLER, {})
+        try:
+            results.resolve(result_handler)
+        except ValueError as exc:
+            raise s.error(
+                "result_handler", f"{result_handler} cannot be resolved within [{s.name}]: {exc}"
+            ) from None
         events: tuple[EventType, ...] = self.value(
             s, "events", lambda text: _events(text, s.name), (), {}
         )

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from manager import results
 from manager.config import PoolConfig
 from manager.events import Event, EventType
 from manager.protocol import (
@@ -32,6 +33,7 @@ from manager.protocol import (
     Result,
     SupervisorConnection,
 )
+from manager.results import Outcome
 
 __all__ = ["Buffered", "ListenerPool", "PoolStatistics"]
 
@@ -77,6 +79,9 @@ class ListenerPool:
     delivered: int = 0
     rejected: int = 0
     discarded: int = 0
+
+    def __post_init__(self) -> None:
+        self._handler = results.resolve(self.config.result_handler)
 
     @property
     def name(self) -> str:
@@ -166,12 +171,21 @@ class ListenerPool:
             if isinstance(item, Result):
                 done = lst.in_flight
                 lst.in_flight = None
-                if item.ok:
+                if done is None:
+                    continue
+                if self._handler is results.default_handler:  # the hot path, inlined
+                    outcome, error = (Outcome.ACCEPTED, "") if item.ok else (Outcome.REJECTED, "")
+                else:
+                    outcome, error = results.judge(self._handler, done.event, item.body)
+                if outcome is Outcome.ACCEPTED:
                     self.delivered += 1
                     self.log.debug("%s: event was processed", name)
-                elif done is not None:
+                else:
                     self.rejected += 1
-                    self.log.warning("%s: event was rejected", name)
+                    if outcome is Outcome.ERROR:
+                        self.log.warning("%s: event caused an error: %s", name, error)
+                    else:
+                        self.log.warning("%s: event was rejected", name)
                     self._rebuffer(done)
             elif isinstance(item, Ready):
                 self.log.debug("%s: ACKNOWLEDGED -> READY", name)

@@ -747,7 +747,7 @@ def test_eventlistener_pool_every_key_set(tmp_path: Path) -> None:
         priority = 3
         numprocs = 2
         process_name = mon%(process_num)d
-        result_handler = mypkg.handlers:handle
+        result_handler = manager.results:default_handler
         """,
     )
     assert config.pools == (
@@ -757,7 +757,7 @@ def test_eventlistener_pool_every_key_set(tmp_path: Path) -> None:
             processes=config.pools[0].processes,
             events=(EventType.PROCESS_STATE_EXITED, EventType.TICK_60),
             buffer_size=50,
-            result_handler="mypkg.handlers:handle",
+            result_handler="manager.results:default_handler",
         ),
     )
     assert [p.name for p in config.pools[0].processes] == ["mon0", "mon1"]
@@ -1226,3 +1226,18 @@ def test_files_supervisord_rejects_are_rejected(
         _supervisord_view(path)
     with pytest.raises(ConfigError):
         load_config(path, environ=dict(os.environ), host_node_name=platform.node())
+
+
+def test_unresolvable_result_handler_is_a_config_error(tmp_path: Path) -> None:
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        "[supervisord]\n[eventlistener:mon]\ncommand = /bin/cat\nevents = TICK\n"
+        "result_handler = nosuchpkg.mod:handle\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(conf)
+    assert str(info.value) == (
+        f"{conf}: [eventlistener:mon] result_handler = 'nosuchpkg.mod:handle': "
+        "nosuchpkg.mod:handle cannot be resolved within [eventlistener:mon]: "
+        "No module named 'nosuchpkg'"
+    )

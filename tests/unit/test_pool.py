@@ -176,3 +176,33 @@ def test_overlapping_subscriptions_deliver_an_event_once(
     assert pool.subscribes(E.TICK_5)
     pool.accept(tick(0), 0)
     assert len(pool.buffer) == 1
+
+
+SEEN: list[bytes] = []
+
+
+def picky_handler(event: object, response: bytes) -> None:
+    """A custom result_handler: only ``YES`` accepts; anything else is rejected."""
+    SEEN.append(response)
+    if response != b"YES":
+        from manager.results import RejectEvent
+
+        raise RejectEvent(response)
+
+
+def test_custom_result_handler_decides_acceptance(tmp_path: Path, log: logging.Logger) -> None:
+    conf = tmp_path / "p.conf"
+    conf.write_text(
+        "[supervisord]\n[eventlistener:p]\ncommand = /bin/cat\nevents = TICK\n"
+        "result_handler = tests.unit.test_pool:picky_handler\n"
+    )
+    (cfg,) = load_config(conf).pools
+    pool = ListenerPool(cfg, "sv", log)
+    lst = FakeListener(pool, "p")
+    pool.set_running("p", True)
+    lst.ready()
+    pool.accept(tick(0), 5)
+    lst.answer(b"OK")  # fine for supervisord's default, rejected by this handler
+    assert lst.serials == [5, 5] and pool.rejected == 1
+    lst.answer(b"YES")
+    assert pool.delivered == 1 and SEEN[-2:] == [b"OK", b"YES"]
