@@ -212,5 +212,7 @@ autostart = false
     assert counts["z_blocking"] > 10, counts
     ack = counts["p1_ack"] + counts["p4_ack"]
     slowq = counts["p2_slow"] + counts["p3_slow"]
-    # Equal within the noise two identical ack-only listeners show between themselves.
-    assert slowq <= ack + abs(counts["p1_ack"] - counts["p4_ack"]) + 2, counts
+    # Equal within noise. Two identical ack-only listeners in one supervisord differ by up
+    # to 6 overflow lines in a quiet run (supervisord serves pools in turn, one event each
+    # per loop) and by more on a loaded machine; the blocking control loses ~60x more.
+    assert slowq <= ack * 1.25 + 6, counts

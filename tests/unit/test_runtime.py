@@ -139,6 +139,7 @@ def test_runtime_returns_to_ready_while_a_slow_handler_works(make: Factory) -> N
     assert h.runtime.statistics().queue_depth["slow"] >= 19
     release.set()
     assert h.close() == EXIT_OK
+    assert h.runtime.drain(10) == 0
     assert handled == list(range(20))
 
 
@@ -199,6 +200,7 @@ def test_runtime_drops_oldest_for_a_plugin_whose_queue_is_full(make: Factory) ->
             assert started.wait(5)
     release.set()
     assert h.close() == EXIT_OK
+    assert h.runtime.drain(10) == 0
     stats = h.runtime.statistics()
     # The first event was taken by the worker at once; of the 9 after it, the newest 3 stay.
     assert handled == [0, 7, 8, 9]
