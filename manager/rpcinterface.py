@@ -561,7 +561,9 @@ class SupervisorNamespace:
             raise RPCError(Fault.CANT_REREAD, "no configuration file to read")
         try:
             new = loader()
-        except (ConfigError, ValueError, OSError) as exc:
+        except ConfigError as exc:
+            raise RPCError(Fault.CANT_REREAD, supervisord_wording(exc)) from None
+        except (ValueError, OSError) as exc:
             raise RPCError(Fault.CANT_REREAD, exc) from None
         self._config = new
         groups = [g.config for g in sup.ordered_groups()]
@@ -1164,3 +1166,14 @@ class SystemNamespace:
             return {"faultCode": int(exc.code), "faultString": exc.text}
         except Exception as exc:
             return _failed_struct(exc)
+
+
+def supervisord_wording(exc: ConfigError) -> str:
+    """A config error as supervisord words it in CANT_REREAD faults (``supervisorctl reread``).
+
+    ``why in section 'program:x' (file: '/path')`` — vigild's own one-line form names the
+    key and value too, but clients that parse reread output expect supervisord's.
+    """
+    if exc.section is None or exc.file is None:
+        return str(exc)
+    return f"{exc.why} in section {exc.section!r} (file: {str(exc.file)!r})"
