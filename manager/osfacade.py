@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import shutil
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from manager.faults import Fault
+from manager.watchdog import Watchdog
 
 __all__ = ["OS", "RealOS", "SpawnError", "SpawnSpec", "Spawned", "resolve_command"]
 
@@ -58,6 +58,10 @@ class OS(Protocol):
 
     def kill(self, pid: int, sig: int, *, group: bool) -> None: ...
 
+    def released(self, pid: int) -> None:
+        """``pid`` was reaped (it may be reused from now on)."""
+        ...
+
 
 def resolve_command(argv0: str, path: str | None) -> str:
     """Find the program to run as supervisord does, before forking (reference §3.8).
@@ -88,17 +92,12 @@ def resolve_command(argv0: str, path: str | None) -> str:
 class RealOS:
     """The real thing.
 
-    ``die_with_parent``: children get SIGKILL from the kernel if vigild dies
-    (``PR_SET_PDEATHSIG``, set by util-linux ``setpriv`` right before it execs the
-    program). supervisord leaves children running as orphans when it is SIGKILLed
-    (reference §8, #168); a restarted vigild then never finds a second copy running.
-    ``setpriv`` is used rather than a Python ``preexec_fn``, which would turn every
-    spawn into a full fork of the daemon (measured: 500 spawns 1.1 s → 2.9 s).
-    Without ``setpriv`` on PATH, children are spawned without it.
+    ``watchdog``: told of every child spawned and reaped, so that it can kill the
+    children if vigild dies (see :mod:`manager.watchdog`).
     """
 
-    def __init__(self, *, die_with_parent: bool = True) -> None:
-        self._setpriv = shutil.which("setpriv") if die_with_parent else None
+    def __init__(self, *, watchdog: Watchdog | None = None) -> None:
+        self._watchdog = watchdog
 
     def spawn(self, spec: SpawnSpec) -> Spawned:
         if not spec.argv:
@@ -124,11 +123,6 @@ class RealOS:
         (in_r, in_w), (out_r, out_w) = fds[0], fds[1]
         err_r, err_w = fds[2] if len(fds) == 3 else (None, None)
         argv, executable = list(spec.argv), program
-        if self._setpriv is not None:
-            if "PATH" not in spec.env:
-                argv[0] = program  # setpriv's execvp would search a shorter default PATH
-            argv = [self._setpriv, "--pdeathsig", "KILL", "--", *argv]
-            executable = self._setpriv
         try:
             p = subprocess.Popen(
                 argv,
@@ -170,7 +164,14 @@ class RealOS:
             os.close(err_w)
         # The core reaps with waitpid(-1): keep Popen from ever waiting for or warning about it.
         p.returncode = 0
+        if self._watchdog is not None:
+            self._watchdog.spawned(p.pid)
         return Spawned(pid=p.pid, stdin=in_w, stdout=out_r, stderr=err_r)
+
+    def released(self, pid: int) -> None:
+        """A child was reaped."""
+        if self._watchdog is not None:
+            self._watchdog.reaped(pid)
 
     def kill(self, pid: int, sig: int, *, group: bool) -> None:
         if group:

@@ -465,6 +465,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            self._os.released(pid)
             process = self.by_pid.pop(pid, None)
             child = self.children.get(pid)
             if child is not None:

@@ -24,8 +24,10 @@ from manager.config import Config, load_config
 from manager.ini import ConfigError, find_config_file
 from manager.loop import Loop
 from manager.mainlog import make_logger
+from manager.osfacade import RealOS
 from manager.states import SupervisorState
 from manager.supervisor import Supervisor
+from manager.watchdog import Watchdog
 
 __all__ = ["main"]
 
@@ -158,12 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         backups=sd.logfile_backups,
         stdout=sd.nodaemon and not sd.silent,
     )
+    watchdog = Watchdog.start()
     pidfile = Path(sd.pidfile)
     try:
         pidfile.write_text(f"{os.getpid()}\n")
     except OSError as exc:
         log.critical("could not write pidfile %s: %s", pidfile, exc)
-    status = run(config, load, loop=loop, servers=servers, log=log)
+    try:
+        status = run(config, load, loop=loop, servers=servers, log=log, watchdog=watchdog)
+    finally:
+        watchdog.close()
     with contextlib.suppress(OSError):
         pidfile.unlink()
     return status
@@ -176,11 +182,18 @@ def run(
     loop: Loop,
     servers: rpcserver.Servers,
     log: logging.Logger,
+    watchdog: Watchdog | None = None,
 ) -> int:
     """Run supervisors until shutdown; a reload re-reads the config and starts over."""
     current = config
     while True:
-        sup = Supervisor(current, log=log, loop=loop, config_loader=load)
+        sup = Supervisor(
+            current,
+            log=log,
+            loop=loop,
+            config_loader=load,
+            os_facade=RealOS(watchdog=watchdog),
+        )
         servers.attach(sup)
         loop.install_signals(SIGNALS, sup.handle_signal)
         log.info("vigild %s started with pid %d", __version__, os.getpid())

@@ -42,6 +42,9 @@ class FakeOS:
         self.spawned.append(spec)
         return Spawned(next(self.pids), -1, -1, -1)
 
+    def released(self, pid: int) -> None:
+        pass
+
     def kill(self, pid: int, sig: int, *, group: bool) -> None:
         if self.kill_error is not None:
             raise self.kill_error
