@@ -31,6 +31,7 @@ import os
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ RECONCILE_EVERY = 30.0
 
 @dataclass(frozen=True)
 class CheckOutcome:
+    """One probe's result; ``lateness`` = start of the check minus its due time (s)."""
+
     check: str
     group: str
     name: str
@@ -116,6 +119,11 @@ class Target:
     acting: bool = False
     fatal_attempts: int = 0
     fatal_timer: float | None = None
+
+    @property
+    def offset(self) -> float:
+        spread = zlib.crc32(f"{self.cfg.name}/{self.group}/{self.name}".encode()) / 2**32
+        return spread * self.cfg.probe.period
 
     @property
     def namespec(self) -> str:
@@ -203,7 +211,9 @@ class HealthPlugin:
         if state == "RUNNING":
             if not t.probe.statistics().running or pid != t.pid:
                 t.pid = pid
-                t.probe.process_running(since)
+                # A fixed offset within the period, from the check's name, spreads the
+                # probes of many checks of one process instead of firing them together.
+                t.probe.process_running(since + t.offset)
                 if isinstance(t.check, HeartbeatCheck | MemoryCheck):
                     t.check.reset()
             t.acting = False
@@ -280,7 +290,7 @@ class HealthPlugin:
                     if t.probe.due(now):
                         lateness = t.probe.start(now)
                         next(self.probes_started)
-                        self.checks.submit(self._probe, t, lateness)
+                        self.checks.submit(self._probe, t, lateness, now)
                     change = t.breaker.advance(now)
                     if change is not None and change.new is BreakerState.HALF_OPEN:
                         self._maybe_trial(t, now)
@@ -293,7 +303,10 @@ class HealthPlugin:
                 if not self.ctx.stopping.is_set():
                     self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
 
-    def _probe(self, t: Target, lateness: float) -> None:
+    def _probe(self, t: Target, lateness: float, submitted: float) -> None:
+        # Lateness as the check sees it: behind schedule when handed to the pool, plus
+        # the wait in the pool's queue for a free worker.
+        lateness += self.clock() - submitted
         result = t.check.check()
         now = self.clock()
         with self.lock:
