@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -1018,3 +1019,15 @@ def test_vigild_daemonizes_without_n_and_writes_its_pidfile(tmp_path: Path) -> N
         shutil.rmtree(sock.parent, ignore_errors=True)
     assert not Path(f"/proc/{daemon}").exists()
     assert not pidfile.exists() and not sock.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="user= needs the core to run as root")
+def test_user_drops_privileges_for_the_child(any_core: Factory) -> None:
+    sv = any_core(
+        "[program:who]\ncommand = sh -c 'id -u; id -g; sleep 600'\nuser = nobody\nstartsecs = 0\n"
+    )
+    sv.wait_state("who", "RUNNING")
+    sv.wait_for(lambda: len(sv.child_log("who").split()) >= 2, 5, "id output")
+    uid, gid = sv.child_log("who").split()[:2]
+    nobody = pwd.getpwnam("nobody")
+    assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
