@@ -1031,3 +1031,32 @@ def test_user_drops_privileges_for_the_child(any_core: Factory) -> None:
     uid, gid = sv.child_log("who").split()[:2]
     nobody = pwd.getpwnam("nobody")
     assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_vigild_tick_5_is_aligned_and_on_time(supervisor_factory: Factory) -> None:
+    body = f"""
+[eventlistener:ticks]
+command = {VIGIL_LISTENER} --plugins log
+events = TICK_5
+startsecs = 0
+stdout_logfile = NONE
+stderr_logfile = %(here)s/ticks.err
+"""
+    sv = supervisor_factory(body, command=VIGILD_COMMAND)
+    err = sv.dir / "ticks.err"
+    deadline = time.monotonic() + 12
+    seen: list[tuple[int, float]] = []
+    while len(seen) < 2 and time.monotonic() < deadline:
+        if err.exists():
+            whens = [
+                json.loads(line)["when"]
+                for line in err.read_text().splitlines()
+                if line.startswith("{")
+            ]
+            for when in whens[len(seen) :]:
+                seen.append((when, time.time()))
+        time.sleep(0.005)
+    assert len(seen) == 2, "no two TICK_5 within 12 s"
+    (w1, t1), (w2, t2) = seen
+    assert w1 % 5 == 0 and w2 == w1 + 5  # the slice boundary, one per slice
+    assert 0 <= t2 - w2 < 0.25, f"TICK_5 arrived {t2 - w2:.3f}s after its boundary"
