@@ -1057,6 +1057,6 @@ stderr_logfile = %(here)s/ticks.err
                 seen.append((when, time.time()))
         time.sleep(0.005)
     assert len(seen) == 2, "no two TICK_5 within 12 s"
-    (w1, t1), (w2, t2) = seen
+    (w1, _), (w2, t2) = seen
     assert w1 % 5 == 0 and w2 == w1 + 5  # the slice boundary, one per slice
     assert 0 <= t2 - w2 < 0.25, f"TICK_5 arrived {t2 - w2:.3f}s after its boundary"
