@@ -1060,3 +1060,37 @@ stderr_logfile = %(here)s/ticks.err
     (w1, _), (w2, t2) = seen
     assert w1 % 5 == 0 and w2 == w1 + 5  # the slice boundary, one per slice
     assert 0 <= t2 - w2 < 0.25, f"TICK_5 arrived {t2 - w2:.3f}s after its boundary"
+
+
+def test_vigild_backpressure_delivers_every_communication_event(
+    supervisor_factory: Factory,
+) -> None:
+    """2,000 PROCESS_COMMUNICATION events into a pool of buffer_size=10: none dropped.
+
+    vigild stops reading the child's pipe while the pool is full (supervisord drops).
+    """
+    chatty = Path(__file__).resolve().parents[2] / "bench" / "programs" / "chatty.py"
+    body = f"""
+[program:chatty]
+command = {PYTHON} {chatty} --n 2000 --delay 1
+stdout_capture_maxbytes = 1KB
+stdout_logfile = NONE
+
+[eventlistener:comm]
+command = {VIGIL_LISTENER} --plugins log
+events = PROCESS_COMMUNICATION
+buffer_size = 10
+stdout_logfile = NONE
+stderr_logfile = %(here)s/comm.err
+"""
+    sv = supervisor_factory(body, command=VIGILD_COMMAND)
+    err = sv.dir / "comm.err"
+
+    def count() -> int:
+        if not err.exists():
+            return 0
+        return sum(1 for line in err.read_text().splitlines() if line.startswith("{"))
+
+    sv.wait_for(lambda: count() >= 2000, 30, "2,000 PROCESS_COMMUNICATION events")
+    assert count() == 2000
+    assert "event buffer overflowed" not in sv.log_text()
