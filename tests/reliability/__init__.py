@@ -1,0 +1,1 @@
+"""Reliability and security scenarios (issue 8): fault injection, fuzzing, soak."""
