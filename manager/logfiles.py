@@ -47,6 +47,8 @@ __all__ = [
     "tail_log",
 ]
 
+#: new log files: 0o666 less the umask as in supervisord, but never world-writable
+LOG_FILE_MODE = 0o664
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
@@ -113,7 +115,7 @@ class RotatingFile:
             OSError: the file cannot be opened (4.3 turns that into a spawn error).
         """
         if self._fd is None:
-            self._fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+            self._fd = os.open(self.path, _OPEN_FLAGS, LOG_FILE_MODE)
 
     def write(self, data: bytes) -> None:
         """Append ``data``, rotating first if it would take the file past ``maxbytes``."""
@@ -176,7 +178,7 @@ class RotatingFile:
     def _rotate(self) -> None:
         self.close()
         if self.backups <= 0:
-            self._fd = os.open(self.path, _OPEN_FLAGS | os.O_TRUNC, 0o666)
+            self._fd = os.open(self.path, _OPEN_FLAGS | os.O_TRUNC, LOG_FILE_MODE)
             return
         for i in range(self.backups - 1, 0, -1):
             _replace(self._backup(i), self._backup(i + 1))

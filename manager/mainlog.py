@@ -33,7 +33,9 @@ import logging.handlers
 import os
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from manager.logfiles import LOG_FILE_MODE
 
 __all__ = [
     "BLATHER",
@@ -104,7 +106,16 @@ class SupervisorFormatter(logging.Formatter):
 
 
 class _RotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """The stdlib handler with supervisord's ``backups=0`` rule; never rotates empty files."""
+    """The stdlib handler with supervisord's ``backups=0`` rule; never rotates empty files.
+
+    The file is created never world-writable, whatever the umask (as child logs).
+    """
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        flags |= os.O_APPEND if self.mode == "a" else os.O_TRUNC
+        fd = os.open(self.baseFilename, flags, LOG_FILE_MODE)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         if self.maxBytes <= 0:

@@ -21,6 +21,7 @@ from typing import Any
 
 from manager import __version__, rpcserver
 from manager.config import Config, load_config
+from manager.filemodes import check_not_world_writable, config_files
 from manager.ini import ConfigError, find_config_file
 from manager.loop import Loop
 from manager.mainlog import make_logger
@@ -106,6 +107,13 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
     return replace(config, supervisord=replace(sd, **changes)) if changes else config
 
 
+def _write_pidfile(path: Path) -> None:
+    """Write our pid; a new file is 0644 whatever the umask (never world-writable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    with open(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
 def _daemonize(directory: str | None, umask: int) -> None:
     if os.fork() != 0:
         os._exit(0)
@@ -133,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(path).resolve()
 
     def load() -> Config:
-        return _overrides(load_config(path), args)
+        config = _overrides(load_config(path), args)
+        check_not_world_writable(config_files(config))
+        return config
 
     try:
         config = load()
@@ -163,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watchdog = Watchdog.start()
     pidfile = Path(sd.pidfile)
     try:
-        pidfile.write_text(f"{os.getpid()}\n")
+        _write_pidfile(pidfile)
     except OSError as exc:
         log.critical("could not write pidfile %s: %s", pidfile, exc)
     try:
