@@ -1,0 +1,1 @@
+"""Helper programs of the soak and fuzz tests (run as children of the cores)."""
