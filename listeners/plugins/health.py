@@ -8,7 +8,11 @@ Three kinds of threads, none of them the protocol loop:
   PROCESS_STATE events and heartbeats from PROCESS_COMMUNICATION events;
 * one scheduler thread runs probes on their own clock (any period, never tied to
   TICK events): it sleeps until the earliest due probe, breaker change or
-  reconcile, and hands due checks to a bounded pool of check workers;
+  reconcile, and hands due checks to a bounded pool of check workers. Wake times
+  live in a heap (one live entry per target, stale entries skipped on pop), so a
+  wake-up costs O(log n) for the targets that are due, not a scan of all of them;
+  every change of a target's timing goes through :meth:`HealthPlugin._schedule`,
+  and each reconcile re-schedules every target as a safety net;
 * a small pool of action workers performs remediation (XML-RPC calls retried by
   the client's tenacity policy), so a slow restart never delays probing.
 
@@ -26,7 +30,10 @@ Published on the plugin bus (for metrics and alerts): ``health.result``
 
 from __future__ import annotations
 
+import gc
+import heapq
 import itertools
+import math
 import os
 import subprocess
 import threading
@@ -63,13 +70,18 @@ RECONCILE_EVERY = 30.0
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One probe's result; ``lateness`` = start of the check minus its due time (s)."""
+    """One probe's result; ``lateness`` = start of the check minus its due time (s).
+
+    ``queue_wait`` is the part of ``lateness`` spent in the check pool's queue (from the
+    scheduler claiming the probe to a worker starting it).
+    """
 
     check: str
     group: str
     name: str
     result: CheckResult
     lateness: float
+    queue_wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,17 @@ class Target:
     acting: bool = False
     fatal_attempts: int = 0
     fatal_timer: float | None = None
+    #: the time of this target's live entry in the scheduler's heap (``None``: none)
+    wake_at: float | None = None
+
+    def next_wake(self) -> float | None:
+        """The earliest of the next probe, breaker change and FATAL-recovery timer."""
+        times = [
+            w
+            for w in (self.probe.next_due(), self.breaker.next_change(), self.fatal_timer)
+            if w is not None
+        ]
+        return min(times) if times else None
 
     @property
     def offset(self) -> float:
@@ -147,6 +170,12 @@ class HealthPlugin:
         self.actions = ThreadPoolExecutor(4, thread_name_prefix="vigil-action")
         self.next_reconcile = 0.0
         self.probes_started = itertools.count()
+        #: (when, tie-breaker, target): wake-ups; an entry is live iff ``when == t.wake_at``
+        self.heap: list[tuple[float, int, Target]] = []
+        self.heap_seq = itertools.count()
+        #: when the scheduler thread will wake next (a nearer wake-up notifies it)
+        self.sleep_until = -math.inf
+        self.frozen = False
         self.thread = threading.Thread(target=self._run, name="vigil-health", daemon=True)
 
     # -- targets ---------------------------------------------------------------------
@@ -204,7 +233,6 @@ class HealthPlugin:
         with self.lock:
             for t in self._targets_for(ev.groupname, ev.processname):
                 self._apply_state(t, ev.to_state, ev.pid or 0, now, since=now)
-            self.wake.notify()
 
     def _apply_state(self, t: Target, state: str, pid: int, now: float, *, since: float) -> None:
         """Caller holds the lock."""
@@ -237,6 +265,7 @@ class HealthPlugin:
                     t.fatal_attempts,
                     delay,
                 )
+        self._schedule(t)
 
     def on_communication(self, n: Notification) -> None:
         ev = n.event
@@ -263,9 +292,31 @@ class HealthPlugin:
                         self._apply_state(t, "RUNNING", info["pid"], now, since=now - uptime)
                     elif info["statename"] != "RUNNING" and running:
                         self._apply_state(t, info["statename"], 0, now, since=now)
-            self.wake.notify()
+            for t in self.targets.values():  # safety net: every target's wake-up is queued
+                t.wake_at = None
+                self._schedule(t)
+            if len(self.heap) > 4 * len(self.targets) + 64:  # drop stale entries
+                self.heap = [e for e in self.heap if e[0] == e[2].wake_at]
+                heapq.heapify(self.heap)
 
     # -- the scheduler ---------------------------------------------------------------
+
+    def _schedule(self, t: Target) -> None:
+        """Queue ``t``'s next wake-up if it changed; wake the scheduler if it is nearer.
+
+        Caller holds the lock. Called after anything that may move the target's probe,
+        breaker or FATAL timer.
+        """
+        when = t.next_wake()
+        if when == t.wake_at:
+            return
+        t.wake_at = when
+        if when is None:
+            return
+        heapq.heappush(self.heap, (when, next(self.heap_seq), t))
+        if when < self.sleep_until:
+            self.sleep_until = when
+            self.wake.notify()
 
     def start(self) -> None:
         self.thread.start()
@@ -283,30 +334,45 @@ class HealthPlugin:
             if now >= self.next_reconcile:
                 self.next_reconcile = now + RECONCILE_EVERY
                 self.reconcile()
+                if not self.frozen:
+                    # the targets and their checks live as long as the listener: keep them
+                    # out of the cyclic collector's generations (less work per collection)
+                    self.frozen = True
+                    gc.freeze()
                 now = self.clock()
             with self.lock:
-                wake_at = self.next_reconcile
-                for t in self.targets.values():
-                    if t.probe.due(now):
-                        lateness = t.probe.start(now)
-                        next(self.probes_started)
-                        self.checks.submit(self._probe, t, lateness, now)
-                    change = t.breaker.advance(now)
-                    if change is not None and change.new is BreakerState.HALF_OPEN:
-                        self._maybe_trial(t, now)
-                    if t.fatal_timer is not None and now >= t.fatal_timer:
-                        t.fatal_timer = None
-                        self._remediate(t, now, "FATAL recovery", start_only=True)
-                    for when in (t.probe.next_due(), t.breaker.next_change(), t.fatal_timer):
-                        if when is not None and when < wake_at:
-                            wake_at = when
+                heap = self.heap
+                while heap and heap[0][0] <= now:
+                    when, _, t = heapq.heappop(heap)
+                    if when != t.wake_at:
+                        continue  # stale: the target was re-scheduled since
+                    t.wake_at = None
+                    self._service(t, now)
+                    self._schedule(t)
+                wake_at = min(self.next_reconcile, heap[0][0] if heap else math.inf)
+                self.sleep_until = wake_at
                 if not self.ctx.stopping.is_set():
                     self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
+                self.sleep_until = -math.inf  # awake: nobody needs to notify
+
+    def _service(self, t: Target, now: float) -> None:
+        """Start ``t``'s due probe, advance its breaker, fire its FATAL timer (lock held)."""
+        if t.probe.due(now):
+            lateness = t.probe.start(now)
+            next(self.probes_started)
+            self.checks.submit(self._probe, t, lateness, now)
+        change = t.breaker.advance(now)
+        if change is not None and change.new is BreakerState.HALF_OPEN:
+            self._maybe_trial(t, now)
+        if t.fatal_timer is not None and now >= t.fatal_timer:
+            t.fatal_timer = None
+            self._remediate(t, now, "FATAL recovery", start_only=True)
 
     def _probe(self, t: Target, lateness: float, submitted: float) -> None:
         # Lateness as the check sees it: behind schedule when handed to the pool, plus
         # the wait in the pool's queue for a free worker.
-        lateness += self.clock() - submitted
+        queue_wait = self.clock() - submitted
+        lateness += queue_wait
         result = t.check.check()
         now = self.clock()
         with self.lock:
@@ -331,9 +397,10 @@ class HealthPlugin:
                     VerdictChange(t.cfg.name, t.group, t.name, True, result.detail),
                 )
                 t.breaker.record_healthy(now)
-            self.wake.notify()
+            self._schedule(t)
         self.ctx.bus.publish(
-            "health.result", CheckOutcome(t.cfg.name, t.group, t.name, result, lateness)
+            "health.result",
+            CheckOutcome(t.cfg.name, t.group, t.name, result, lateness, queue_wait),
         )
 
     def _on_unhealthy(self, t: Target, now: float, detail: str) -> None:
@@ -366,6 +433,7 @@ class HealthPlugin:
             t.breaker.record_restart(now)
         t.acting = True
         t.probe.process_stopped()
+        self._schedule(t)
         label = "start" if start_only else str(action)
         self.actions.submit(self._act, t, label, reason)
 

@@ -223,13 +223,19 @@ def web() -> Iterator[HttpServer]:
     yield from _serve()
 
 
-@pytest.fixture
-def http_check() -> Iterator[Callable[..., HttpCheck]]:
-    """``make(url, **kw)``: HttpChecks that are closed at teardown."""
+@pytest.fixture(params=["lean", "requests"])
+def http_check(request: pytest.FixtureRequest) -> Iterator[Callable[..., HttpCheck]]:
+    """``make(url, **kw)``: HttpChecks that are closed at teardown.
+
+    Every test using it runs twice: plain ``http://`` through the lean client, and through
+    ``requests`` (``lean=False``) — the two must give the same results.
+    """
     made: list[HttpCheck] = []
+    lean = request.param == "lean"
 
     def make(url: str, **kw: object) -> HttpCheck:
-        check = HttpCheck(url, **kw)  # type: ignore[arg-type]
+        check = HttpCheck(url, lean=lean, **kw)  # type: ignore[arg-type]
+        assert (check.plain is not None) == (lean and url.startswith("http://"))
         made.append(check)
         return check
 
@@ -361,9 +367,18 @@ def test_http_given_session_is_used_and_not_closed(web: HttpServer) -> None:
 
 
 def test_http_context_manager_closes_its_session(web: HttpServer) -> None:
+    with HttpCheck(web.url("/ok"), lean=False) as check:
+        assert check.check().ok
+        assert check.session is not None
+        assert check.session.adapters["http://"].poolmanager.pools  # type: ignore[attr-defined]
+    assert not check.session.adapters["http://"].poolmanager.pools  # type: ignore[attr-defined]
+
+
+def test_http_context_manager_closes_the_lean_connection(web: HttpServer) -> None:
     with HttpCheck(web.url("/ok")) as check:
         assert check.check().ok
-    assert not check.session.adapters["http://"].poolmanager.pools  # type: ignore[attr-defined]
+        assert check.plain is not None and check.plain.open
+    assert not check.plain.open
 
 
 @pytest.mark.parametrize(
