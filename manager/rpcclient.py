@@ -38,6 +38,7 @@ from tenacity import (
     wait_random,
 )
 
+from manager.fastloads import loads_value
 from manager.faults import Fault
 from manager.ini import IniFile
 
@@ -230,6 +231,14 @@ class _OneShotTransport(xmlrpc.client.Transport):
         # xmlrpc.client.Transport retries once on a reset "cached" connection;
         # retrying is the client's policy alone.
         return self.single_request(host, handler, request_body, verbose)
+
+    def parse_response(self, response: http.client.HTTPResponse) -> tuple[Any, ...]:
+        """The reply's params, read by :func:`manager.fastloads.loads_value`."""
+        data = response.read()
+        if response.getheader("Content-Encoding", "") == "gzip":
+            data = xmlrpc.client.gzip_decode(data)
+        value = loads_value(data)
+        return value if type(value) is tuple else (value,)
 
 
 # --- client ------------------------------------------------------------------------
