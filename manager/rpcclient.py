@@ -30,14 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
-
 from manager.fastloads import loads_value
 from manager.faults import Fault
 from manager.ini import IniFile
@@ -386,15 +378,35 @@ class SupervisorClient:
                 non-transient OS error such as permission denied on the socket).
             RPCError: timeout, other HTTP status, or an unparsable reply.
         """
-        retrying = Retrying(
-            stop=stop_after_delay(self.retry_for),
-            wait=wait_exponential(multiplier=0.05, max=1) + wait_random(0, 0.05),
-            retry=retry_if_exception_type(RETRYABLE_ERRORS),
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            return retrying(self._call_once, method, params)
+            try:
+                return self._call_once(method, params)
+            except RETRYABLE_ERRORS as exc:
+                failed: BaseException | None = exc
+            # tenacity is imported only now: a short-lived vigilctl saves ~7 ms of start-up
+            from tenacity import (
+                Retrying,
+                retry_if_exception_type,
+                stop_after_delay,
+                wait_exponential,
+                wait_random,
+            )
+
+            def attempt() -> Any:
+                nonlocal failed
+                if failed is not None:  # the first attempt, made above
+                    exc, failed = failed, None
+                    raise exc
+                return self._call_once(method, params)
+
+            retrying = Retrying(
+                stop=stop_after_delay(self.retry_for),
+                wait=wait_exponential(multiplier=0.05, max=1) + wait_random(0, 0.05),
+                retry=retry_if_exception_type(RETRYABLE_ERRORS),
+                sleep=self._sleep,
+                reraise=True,
+            )
+            return retrying(attempt)
         except xmlrpc.client.Fault as exc:
             raise RPCFault(method, exc.faultCode, exc.faultString) from None
         except xmlrpc.client.ProtocolError as exc:

@@ -1,0 +1,22 @@
+"""vigilctl starts lean: what it must not import, and the constants it keeps for that."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from manager import states, vigilctl
+
+
+def test_stopped_states_match_the_state_tables() -> None:
+    assert {int(s) for s in states.STOPPED_STATES} == vigilctl.STOPPED_STATES
+
+
+def test_importing_vigilctl_leaves_out_tenacity_and_the_state_machine() -> None:
+    code = "import sys, json, manager.vigilctl; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert "manager.vigilctl" in loaded
+    heavy = {"tenacity", "manager.events", "manager.states", "manager.supervisor", "asyncio"}
+    assert loaded & heavy == set()
