@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import TypeVar, overload
 
 __all__ = [
+    "MAX_LINE",
     "ConfigError",
     "IniFile",
     "Section",
@@ -58,6 +59,11 @@ BYTE_SUFFIXES = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
 #: the name configparser must never treat as special: we handle [DEFAULT] ourselves.
 _NO_DEFAULT_SECTION = "\x00"
 DEFAULT_SECTION = "DEFAULT"
+#: longest line accepted in a config file, in characters (see ``_check_text``)
+MAX_LINE = 1024 * 1024
+#: a ConfigError shows at most this many characters of the value, and of the reason
+MAX_VALUE = 200
+MAX_WHY = 500
 
 _T = TypeVar("_T")
 
@@ -104,13 +110,23 @@ class ConfigError(Exception):
         if self.section is not None:
             where.append(f"[{self.section}]")
         if self.key is not None:
-            where.append(self.key if self.value is None else f"{self.key} = {self.value!r}")
+            where.append(self.key if self.value is None else f"{self.key} = {_shorten(self.value)}")
         if where:
             prefix += " ".join(where) + ": "
-        return " ".join((prefix + self.why).splitlines())
+        why = self.why
+        if len(why) > MAX_WHY:
+            why = f"{why[:MAX_WHY]}... ({len(why):,} characters)"
+        return " ".join((prefix + why).splitlines())
 
     def __str__(self) -> str:
         return self._render()
+
+
+def _shorten(value: str) -> str:
+    """``repr(value)``, cut to :data:`MAX_VALUE` characters of the value, saying how long it was."""
+    if len(value) <= MAX_VALUE:
+        return repr(value)
+    return f"{value[:MAX_VALUE]!r}... ({len(value):,} characters)"
 
 
 # --- value converters (pure; raise ValueError with the "why" text) -----------------
@@ -444,9 +460,12 @@ def _parse(file: Path) -> configparser.RawConfigParser:
     )
     try:
         with open(file, encoding="utf-8") as fp:
-            parser.read_file(fp, source=str(file))
+            text = fp.read()
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not valid UTF-8 text: {exc.reason}", file=file) from None
+    _check_text(text, file)
+    try:
+        parser.read_string(text, source=str(file))
     except configparser.MissingSectionHeaderError as exc:
         raise ConfigError(
             f"file contains no section header: {exc.line.strip()!r}", file=file, line=exc.lineno
@@ -460,6 +479,32 @@ def _parse(file: Path) -> configparser.RawConfigParser:
     except configparser.Error as exc:
         raise ConfigError(" ".join(str(exc).split()), file=file) from None
     return parser
+
+
+def _check_text(text: str, file: Path) -> None:
+    """Refuse what no config file holds: NUL characters and lines over :data:`MAX_LINE`.
+
+    A NUL cannot reach a path, an argument or the environment (the OS refuses it), and
+    a line longer than ``MAX_LINE`` is longer than any argument or environment string
+    Linux accepts (128 KiB) — refusing them here gives one clear line instead of a
+    failure far from the config.
+
+    Raises:
+        ConfigError: naming the file and the line.
+    """
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise ConfigError("contains a NUL character (\\x00)", file=file, line=line)
+    if len(text) <= MAX_LINE:
+        return
+    for number, length in enumerate(map(len, text.split("\n")), 1):
+        if length > MAX_LINE:
+            raise ConfigError(
+                f"line is {length:,} characters long; at most {MAX_LINE:,} are accepted",
+                file=file,
+                line=number,
+            )
 
 
 def _unrepr(text: str) -> str:

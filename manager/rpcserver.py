@@ -129,14 +129,22 @@ def loads_request(body: bytes) -> tuple[tuple[Any, ...], str | None]:
         parser.Parse(body, True)
     except expat.ExpatError as exc:
         raise BadRequest(f"unparsable XML: {exc}") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. <int>x</int>
+    except (ValueError, OverflowError) as exc:  # e.g. <int>x</int>
         raise BadRequest(f"bad value: {exc}") from None
+    except xmlrpc.client.ResponseError as exc:  # an element inside <value> it does not know
+        raise BadRequest(f"malformed XML-RPC: {exc.args[0] if exc.args else exc}") from None
+    except ArithmeticError:  # <bigdecimal>x</bigdecimal> (decimal.InvalidOperation)
+        raise BadRequest("bad value: not a decimal number") from None
+    except (TypeError, IndexError, KeyError):
+        # the Unmarshaller trusts the structure: a <member> without <name> (an odd
+        # number of items, or a list as a key), </array> or </struct> with no start
+        raise BadRequest("malformed XML-RPC structure") from None
     method = unmarshaller.getmethodname()
     try:
         params = unmarshaller.close()
     except xmlrpc.client.ResponseError:
         params = ()
-    except xmlrpc.client.Fault:
+    except (xmlrpc.client.Fault, TypeError, IndexError):  # any <fault>, well-formed or not
         raise BadRequest("a fault is not a call") from None
     return params, method
 

@@ -9,6 +9,7 @@ from textwrap import dedent
 import pytest
 
 from manager.ini import (
+    MAX_LINE,
     ConfigError,
     IniFile,
     Section,
@@ -199,6 +200,41 @@ def test_missing_section_header_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read(path)
     assert str(info.value) == f"{path}:1: file contains no section header: 'key = 1'"
+
+
+def test_nul_character_is_a_config_error_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.conf"
+    path.write_text("[supervisord]\nlogfile = /tmp/a\x00b\n")
+    with pytest.raises(ConfigError) as info:
+        read(path)
+    assert str(info.value) == f"{path}:2: contains a NUL character (\\x00)"
+
+
+def test_nul_character_in_an_included_file_names_that_file(tmp_path: Path) -> None:
+    main = write(tmp_path / "x.conf", "[include]\nfiles = bad.conf\n")
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[a]\n\nb = \x00\n")
+    with pytest.raises(ConfigError) as info:
+        read(main)
+    assert str(info.value) == f"{bad}:3: contains a NUL character (\\x00)"
+
+
+def test_line_longer_than_max_line_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.conf"
+    path.write_text("[supervisord]\nidentifier = " + "x" * MAX_LINE + "\n")
+    with pytest.raises(ConfigError) as info:
+        read(path)
+    length = len("identifier = ") + MAX_LINE
+    assert str(info.value) == (
+        f"{path}:2: line is {length:,} characters long; at most {MAX_LINE:,} are accepted"
+    )
+
+
+def test_line_of_exactly_max_line_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "x.conf"
+    value = "x" * (MAX_LINE - len("identifier = "))
+    path.write_text(f"[supervisord]\nidentifier = {value}\n")
+    assert sect(read(path), "supervisord").get("identifier") == value
 
 
 def test_syntax_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
@@ -452,6 +488,15 @@ def test_config_error_renders_one_line_without_none_parts(
 def test_config_error_is_one_line_even_for_multiline_values() -> None:
     err = ConfigError("bad\nthing", file="/x", section="a", key="k", value="1\n2")
     assert str(err) == "/x: [a] k = '1\\n2': bad thing"
+
+
+def test_config_error_cuts_a_huge_value_and_reason_to_a_readable_line() -> None:
+    exc = ConfigError("why " * 1000, file="/x.conf", section="a", key="k", value="%(" * 100_000)
+    text = str(exc)
+    assert text.startswith("/x.conf: [a] k = '" + "%(" * 100 + "'... (200,000 characters): why")
+    assert text.endswith("... (4,000 characters)")
+    assert len(text) < 1000
+    assert exc.value == "%(" * 100_000  # the attribute keeps all of it
 
 
 def test_section_error_fills_location_and_raw_value(tmp_path: Path) -> None:
