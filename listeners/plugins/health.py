@@ -8,7 +8,10 @@ Three kinds of threads, none of them the protocol loop:
   PROCESS_STATE events and heartbeats from PROCESS_COMMUNICATION events;
 * one scheduler thread runs probes on their own clock (any period, never tied to
   TICK events): it sleeps until the earliest due probe, breaker change or
-  reconcile, and hands due checks to a bounded pool of check workers. Wake times
+  reconcile, and hands due checks to a bounded pool of check workers (up to
+  :data:`CHECK_WORKERS` threads, started only when all are busy: a check blocks a
+  worker for its whole duration, so 16 workers capped 1,000 probes a second at a
+  16 ms mean probe, and a few hanging services filled the pool). Wake times
   live in a heap (one live entry per target, stale entries skipped on pop), so a
   wake-up costs O(log n) for the targets that are due, not a scan of all of them;
   every change of a target's timing goes through :meth:`HealthPlugin._schedule`,
@@ -66,6 +69,8 @@ __all__ = ["BreakerChange", "CheckOutcome", "HealthPlugin", "Remediation", "Targ
 E = EventType
 #: Seconds between getAllProcessInfo reconciliations.
 RECONCILE_EVERY = 30.0
+#: Most check worker threads (idle ones are reused first; see the module docstring).
+CHECK_WORKERS = 128
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ class HealthPlugin:
     ctx: PluginContext
     configs: list[HealthCheckConfig]
     clock: Callable[[], float] = time.monotonic
-    workers: int = 16
+    workers: int = CHECK_WORKERS
     targets: dict[tuple[str, str, str], Target] = field(default_factory=dict)
     listener_groups: frozenset[str] = frozenset()
 
