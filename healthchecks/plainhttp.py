@@ -13,7 +13,8 @@ Contract (what :class:`~healthchecks.http.HttpCheck` relies on):
 * ``deadline`` (on the injected clock) bounds everything: connect, sending,
   headers, every body read. A trickling server fails with a timeout.
 * At most ``max_body`` bytes of body are kept (``gzip``/``deflate`` bodies are
-  decoded first when ``decode`` is set, as ``requests`` does). The body is always
+  decoded first when ``decode`` is set, as ``requests`` does; the request sends no
+  ``Accept-Encoding``, so servers seldom encode). The body is always
   read to its end or to ``max_body``, so a slow body counts against the deadline
   whether or not it is matched.
 * One connection is kept open between exchanges when the response allows it
@@ -346,10 +347,11 @@ class PlainConnection:
 
 
 def _decode(body: bytes, coding: bytes, max_body: int) -> bytes:
-    """``body`` decoded per ``Content-Encoding`` (gzip, deflate), at most ``max_body`` bytes.
+    """``body`` decoded per ``Content-Encoding`` (gzip, deflate), at most ``max_body`` bytes;
+    other codings are left as they are.
 
     Raises:
-        HttpFailure: a coding it cannot decode, or a corrupt body.
+        HttpFailure: a corrupt gzip or deflate body.
     """
     coding = coding.strip().lower()
     if coding in (b"", b"identity"):
@@ -362,4 +364,4 @@ def _decode(body: bytes, coding: bytes, max_body: int) -> bytes:
             except zlib.error:
                 continue
         raise HttpFailure(f"request failed: cannot decode a {coding.decode()} body")
-    raise HttpFailure(f"request failed: unsupported Content-Encoding {coding[:40]!r}")
+    return body  # as urllib3 does with a coding it does not know (br without brotli, zstd…)

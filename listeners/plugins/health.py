@@ -15,7 +15,8 @@ Three kinds of threads, none of them the protocol loop:
   live in a heap (one live entry per target, stale entries skipped on pop), so a
   wake-up costs O(log n) for the targets that are due, not a scan of all of them;
   every change of a target's timing goes through :meth:`HealthPlugin._schedule`,
-  and each reconcile re-schedules every target as a safety net;
+  and each reconcile rebuilds the heap from the targets (a safety net, and it
+  drops the stale entries);
 * a small pool of action workers performs remediation (XML-RPC calls retried by
   the client's tenacity policy), so a slow restart never delays probing.
 
@@ -297,12 +298,11 @@ class HealthPlugin:
                         self._apply_state(t, "RUNNING", info["pid"], now, since=now - uptime)
                     elif info["statename"] != "RUNNING" and running:
                         self._apply_state(t, info["statename"], 0, now, since=now)
-            for t in self.targets.values():  # safety net: every target's wake-up is queued
+            # safety net, and the stale entries go: the heap is rebuilt from the targets
+            self.heap.clear()
+            for t in self.targets.values():
                 t.wake_at = None
                 self._schedule(t)
-            if len(self.heap) > 4 * len(self.targets) + 64:  # drop stale entries
-                self.heap = [e for e in self.heap if e[0] == e[2].wake_at]
-                heapq.heapify(self.heap)
 
     # -- the scheduler ---------------------------------------------------------------
 
@@ -346,19 +346,26 @@ class HealthPlugin:
                     gc.freeze()
                 now = self.clock()
             with self.lock:
-                heap = self.heap
-                while heap and heap[0][0] <= now:
-                    when, _, t = heapq.heappop(heap)
-                    if when != t.wake_at:
-                        continue  # stale: the target was re-scheduled since
-                    t.wake_at = None
-                    self._service(t, now)
-                    self._schedule(t)
-                wake_at = min(self.next_reconcile, heap[0][0] if heap else math.inf)
+                wake_at = min(self.next_reconcile, self._dispatch(now))
                 self.sleep_until = wake_at
                 if not self.ctx.stopping.is_set():
                     self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
                 self.sleep_until = -math.inf  # awake: nobody needs to notify
+
+    def _dispatch(self, now: float) -> float:
+        """Service every target whose wake-up is due at ``now``; the next wake-up (or inf).
+
+        Caller holds the lock.
+        """
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            when, _, t = heapq.heappop(heap)
+            if when != t.wake_at:
+                continue  # stale: the target was re-scheduled since
+            t.wake_at = None
+            self._service(t, now)
+            self._schedule(t)
+        return heap[0][0] if heap else math.inf
 
     def _service(self, t: Target, now: float) -> None:
         """Start ``t``'s due probe, advance its breaker, fire its FATAL timer (lock held)."""

@@ -431,6 +431,11 @@ def test_gzip_body_is_decoded_for_the_regex(
     server = raw_server(always(reply(200, body, "Content-Encoding: gzip")))
     assert check(server.url(), body_regex="status: ready").check().ok
     assert check(server.url()).check().ok
+    corrupt = raw_server(always(reply(200, b"not gzip at all", "Content-Encoding: gzip")))
+    result = check(corrupt.url(), body_regex="x").check()
+    assert (result.ok, result.detail) == (False, "request failed: cannot decode a gzip body")
+    unknown = raw_server(always(reply(200, b"raw ready", "Content-Encoding: br")))
+    assert check(unknown.url(), body_regex="raw ready").check().ok  # left as it is, as urllib3
 
 
 def test_plain_connection_raises_and_holds_nothing_after_a_failure() -> None:
