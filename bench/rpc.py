@@ -1,6 +1,8 @@
 """The control plane: XML-RPC and the command-line clients, vigild against supervisord 4.3.
 
-For each core, in one run: ``getAllProcessInfo`` latency with 50 and 500 processes, a
+For each core, in one run: ``getAllProcessInfo`` latency with 50 and 500 processes (end to
+end with ``xmlrpc.client`` as supervisorctl reads it, end to end with Vigil's client
+(:mod:`manager.rpcclient`, which vigilctl and the listeners use), and server side), a
 stop+start round trip (``wait=True``) of one process, and ``vigilctl status`` /
 ``supervisorctl status`` wall time with 500 processes (each client against each core).
 
@@ -21,6 +23,8 @@ import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
+
+from manager.rpcclient import SupervisorClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -156,6 +160,10 @@ def main() -> None:
                 rows.setdefault(f"getAllProcessInfo, {n} processes (p50 ms)", {})[kind] = ms(
                     timed(rpc.supervisor.getAllProcessInfo, args.calls)
                 )
+                vigil = SupervisorClient(f"unix://{core.sock}")
+                rows.setdefault(f"getAllProcessInfo, {n} processes, Vigil's client (p50 ms)", {})[
+                    kind
+                ] = ms(timed(vigil.supervisor.getAllProcessInfo, args.calls))
                 raw = functools.partial(raw_call, core.sock, "supervisor.getAllProcessInfo")
                 rows.setdefault(f"getAllProcessInfo, {n} processes, server side (p50 ms)", {})[
                     kind

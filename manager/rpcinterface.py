@@ -290,9 +290,8 @@ def _description(info: Mapping[str, Any]) -> str:
     """supervisord's ``_interpretProcessInfo``: the text after the state in ``status``."""
     state = info["state"]
     if state == P.RUNNING:
-        start = datetime.datetime(*time.gmtime(info["start"])[:6])
-        now = datetime.datetime(*time.gmtime(info["now"])[:6])
-        uptime = max(now - start, datetime.timedelta(0))
+        # whole seconds in UTC, as supervisord's gmtime-built datetimes subtract
+        uptime = datetime.timedelta(seconds=max(int(info["now"]) - int(info["start"]), 0))
         return f"pid {info['pid']}, uptime {uptime}"
     if state in (P.FATAL, P.BACKOFF):
         return str(info["spawnerr"]) or f'unknown error (try "tail {info["name"]}")'
@@ -844,7 +843,7 @@ class SupervisorNamespace:
         self._require_running()
         return self._info(self._process(name))
 
-    def _info(self, process: Process) -> dict[str, object]:
+    def _info(self, process: Process, now: int | None = None) -> dict[str, object]:
         sup = self._sup
         stdout = sup.log_path(process, "stdout")
         stderr = sup.log_path(process, "stderr")
@@ -853,7 +852,7 @@ class SupervisorNamespace:
             "group": process.group,
             "start": _capped(process.laststart),
             "stop": _capped(process.laststop),
-            "now": _capped(sup.wallclock()),
+            "now": _capped(sup.wallclock()) if now is None else now,
             "state": int(process.state),
             "statename": process.state.name,
             "spawnerr": process.spawnerr or "",
@@ -873,8 +872,9 @@ class SupervisorNamespace:
         """
         self._require_running()
         groups = self._sup.groups
+        now = _capped(self._sup.wallclock())
         return [
-            self._info(groups[g].processes[p])
+            self._info(groups[g].processes[p], now)
             for g in sorted(groups)
             for p in sorted(groups[g].processes)
         ]

@@ -178,6 +178,10 @@ def _text(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: struct keys → their "<member><name>…</name>" (the same dozen keys in every struct)
+_NAMES: dict[object, str] = {}
+
+
 def _dump(value: object, out: list[str]) -> None:
     """Append the ``<value>`` of one object: a specialised, much faster ``xmlrpc.client`` dump.
 
@@ -196,9 +200,20 @@ def _dump(value: object, out: list[str]) -> None:
     elif t is dict:
         out.append("<value><struct>")
         for k, v in value.items():  # type: ignore[attr-defined]
-            out.append(f"<member><name>{_text(str(k))}</name>")
-            _dump(v, out)
-            out.append("</member>")
+            name = _NAMES.get(k) if type(k) is str else None
+            if name is None:
+                name = f"<member><name>{_text(str(k))}</name>"
+                if type(k) is str and len(_NAMES) < 4096:
+                    _NAMES[k] = name
+            tv = type(v)  # strings and ints inline: most members of the big replies
+            if tv is str:
+                out.append(f"{name}<value><string>{_text(v)}</string></value></member>")
+            elif tv is int and MININT <= v <= MAXINT:
+                out.append(f"{name}<value><int>{v}</int></value></member>")
+            else:
+                out.append(name)
+                _dump(v, out)
+                out.append("</member>")
         out.append("</struct></value>")
     elif t is list or t is tuple:
         out.append("<value><array><data>")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import itertools
 import os
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from manager import rpcinterface
 from manager.config import load_config
 from manager.faults import Fault
 from manager.loop import Loop
@@ -885,3 +887,13 @@ def test_vigild_end_to_end_with_supervisorctl(supervisor_factory: SupervisorFact
     assert not sv.sock.exists()
     with contextlib.suppress(Exception):
         sv.stop()
+
+
+@pytest.mark.parametrize("up", [0, 59, 3600, 86399, 86400, 90061, 10 * 86400 + 5, -5])
+def test_running_description_is_supervisords_uptime(up: int) -> None:
+    start = 1_700_000_000
+    info = {"state": 20, "pid": 42, "start": start, "now": start + up}
+    a = datetime.datetime(*time.gmtime(start + up)[:6])
+    b = datetime.datetime(*time.gmtime(start)[:6])
+    want = f"pid 42, uptime {max(a - b, datetime.timedelta(0))}"  # supervisord's arithmetic
+    assert rpcinterface._description(info) == want
