@@ -143,6 +143,8 @@ def test_sigkill_of_the_core_and_restart(
                 lambda: not any(alive(p) for p in first), 5, "vigild's children to die with it"
             )
             orphans = 0
+            # ... and the watchdog (a fork of vigild: same command line) is gone too.
+            wait_until(lambda: not pids_with_token(str(sv.conf)), 5, "vigild's watchdog to exit")
         else:
             time.sleep(1.0)  # give them every chance to go: they do not
             gone_after = -1.0

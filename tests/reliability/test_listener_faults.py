@@ -160,7 +160,8 @@ def _flood(sv: Supervisor, prefix: str, n: int) -> list[str]:
 
 
 def test_bad_listeners_do_not_stop_the_core(any_core: Factory, tmp_path: Path, core: str) -> None:
-    flood = scaled(1000, 20000)
+    # supervisord's RPC crawls under the FAIL hot loop (see the figures): smaller floods.
+    flood = scaled(1000, 20000) if core == "vigild" else scaled(300, 2000)
     stuck = 20
     good = tmp_path / "good.rec"
     events = "REMOTE_COMMUNICATION,PROCESS_STATE"
@@ -193,7 +194,7 @@ stderr_logfile = NONE
     sent: list[str] = list(warm)
     # supervisord rebuffers every FAIL in every pool of equal priority (reference §1.7): the
     # good pool is flooded with the rejected event and never catches up; it gets a short wait.
-    patience = 60 if core == "vigild" else 5
+    patience = 60 if core == "vigild" else 3
     complete: list[bool] = []
     for round_ in range(2):
         sent += _flood(sv, f"r{round_}", flood)
@@ -210,7 +211,9 @@ stderr_logfile = NONE
             complete.append(False)
         rss.append(rss_kib(sv.pid))
     spawned_before = spawns()
-    time.sleep(3)  # the crasher must keep being restarted while the bad pools stay stuck
+    # The crasher must keep being restarted while the bad pools stay stuck (vigild paces a
+    # restart while a PROCESS_STATE pool is full, at most PACE_MAX_DELAY = 1 s each).
+    time.sleep(4)
     restarts = spawns() - spawned_before
     dt = time.monotonic() - t0
     cpu = cpu_seconds(sv.pid) - cpu0
@@ -232,7 +235,7 @@ stderr_logfile = NONE
         good=g.__dict__,
         good_complete=complete,
         good_foreign_events=foreign,
-        crasher_restarts_in_3s=restarts,
+        crasher_restarts_in_4s=restarts,
         core_cpu_s=round(cpu, 2),
         window_s=round(dt, 1),
         log_bytes_per_s=int(log_bytes / dt),

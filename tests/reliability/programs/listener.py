@@ -12,7 +12,8 @@ Modes:
 ``fail``
     Answers ``RESULT 4\\nFAIL`` to every event, forever.
 ``garbage``
-    Answers bytes that are no RESULT line to the first event (the core should stop sending).
+    Answers bytes that are no RESULT line to the first event (the core should stop sending),
+    then keeps writing garbage, 1 KiB every 10 ms, forever (the core must discard it).
 ``silent``
     Says READY, takes one event and never answers.
 """
@@ -96,8 +97,11 @@ def garbage() -> None:
         return
     out.write(GARBAGE)
     out.flush()
-    while inp.read(65536):  # keep draining: the core must not block on our stdin
-        pass
+    chunk = (GARBAGE * (1024 // len(GARBAGE) + 1))[:1024]
+    while True:
+        out.write(chunk)
+        out.flush()
+        time.sleep(0.01)
 
 
 def silent() -> None:
