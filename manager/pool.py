@@ -3,11 +3,16 @@
 Theory of operation
 -------------------
 ``accept`` puts an event in the pool's buffer (once, however many ``events=``
-entries match — supervisord would deliver it once per matching entry). If the
-buffer is full, the oldest event is discarded and logged, as supervisord does —
-except PROCESS_LOG/PROCESS_COMMUNICATION events, which are never discarded: the
-supervisor stops reading the producing child's pipe while a pool they go to is
-full (:meth:`has_room`), and resumes it when the pool drains (``on_drain``).
+entries match — supervisord would deliver it once per matching entry).
+``buffer_size`` is where backpressure starts, not where events are lost
+(supervisord discards the oldest event there, its users' most reported event
+problem): past it the supervisor paces automatic restarts and stops reading the
+pipes of children whose PROCESS_LOG/PROCESS_COMMUNICATION events go to the pool
+(:meth:`has_room`, resumed by ``on_drain``), and the pool holds what still comes
+(XML-RPC starts and stops, TICKs, restarts that waited their longest) up to
+``SPILL × buffer_size`` events. Only past that — a listener that no longer reads —
+is the oldest event other than PROCESS_LOG/PROCESS_COMMUNICATION discarded, logged
+with supervisord's words; those two are never discarded.
 
 ``dispatch`` gives buffered events, oldest first, to the first listener that is
 RUNNING and READY, until none is. A FAIL answer, a protocol violation or the
@@ -38,6 +43,13 @@ from manager.results import Outcome
 __all__ = ["Buffered", "ListenerPool", "PoolStatistics"]
 
 _NEVER_DROP = (EventType.PROCESS_LOG, EventType.PROCESS_COMMUNICATION)
+#: a pool holds up to SPILL × buffer_size events before it discards any
+SPILL = 10
+
+
+def _droppable(item: Buffered) -> bool:
+    t = item.event.type
+    return not t.is_a(_NEVER_DROP[0]) and not t.is_a(_NEVER_DROP[1])
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,8 @@ class ListenerPool:
 
     def __post_init__(self) -> None:
         self._handler = results.resolve(self.config.result_handler)
+        #: past buffer_size since the last time the buffer was back within it (warned once)
+        self._over = False
 
     @property
     def name(self) -> str:
@@ -104,18 +118,37 @@ class ListenerPool:
     def accept(self, event: Event, serial: int) -> None:
         item = Buffered(serial, self.poolserial, event)
         self.poolserial += 1
-        if (
-            len(self.buffer) >= self.config.buffer_size
-            and not event.type.is_a(_NEVER_DROP[0])
-            and not event.type.is_a(_NEVER_DROP[1])
-        ):
-            dropped = self.buffer.popleft()
-            self.discarded += 1
-            self.log.error(
-                "pool %s event buffer overflowed, discarding event %d", self.name, dropped.serial
+        size = self.config.buffer_size
+        if len(self.buffer) >= SPILL * size and _droppable(item):
+            if not self._discard_oldest():
+                self._discard(item)  # all held events are never-discard ones
+                return
+        elif len(self.buffer) == size and not self._over:
+            self._over = True
+            self.log.warning(
+                "pool %s is behind: %d events buffered (buffer_size), holding up to %d"
+                " and pacing restarts until its listeners catch up",
+                self.name,
+                size,
+                SPILL * size,
             )
         self.buffer.append(item)
         self.dispatch()
+
+    def _discard_oldest(self) -> bool:
+        """Discard the oldest event that may be discarded; False if there is none."""
+        for i, old in enumerate(self.buffer):
+            if _droppable(old):
+                del self.buffer[i]
+                self._discard(old)
+                return True
+        return False
+
+    def _discard(self, item: Buffered) -> None:
+        self.discarded += 1
+        self.log.error(
+            "pool %s event buffer overflowed, discarding event %d", self.name, item.serial
+        )
 
     # -- listeners -----------------------------------------------------------------
 
@@ -211,5 +244,7 @@ class ListenerPool:
             data = lst.conn.send_event(item.event, serial=item.serial, poolserial=item.poolserial)
             lst.in_flight = item
             lst.write(data)
+        if not self.buffer:
+            self._over = False
         if len(self.buffer) < before and self.has_room():
             self.on_drain()

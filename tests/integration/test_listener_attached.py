@@ -171,7 +171,7 @@ OVERFLOW = re.compile(r"pool (\S+) event buffer overflowed")
 
 @pytest.mark.slow
 def test_slow_plugin_causes_no_more_overflow_than_an_ack_only_listener(
-    any_core: Factory,
+    any_core: Factory, core: str
 ) -> None:
     """Five pools see the same crash loop at the default buffer_size=10.
 
@@ -208,6 +208,12 @@ autostart = false
     for m in OVERFLOW.finditer(sv.log_text()):
         counts[m.group(1)] += 1
     print("overflow lines per pool:", counts)  # shown with -s; bench/RESULTS.md quotes it
+    if core == "vigild":
+        # vigild paces the loop and holds what comes past buffer_size: no pool loses an
+        # event, though the blocking one fell behind (its warning proves the load)
+        assert counts == dict.fromkeys(names, 0), counts
+        assert "pool z_blocking is behind: 10 events buffered" in sv.log_text()
+        return
     # The control proves the loop produced enough events to overflow a blocking listener.
     assert counts["z_blocking"] > 10, counts
     ack = counts["p1_ack"] + counts["p4_ack"]

@@ -9,7 +9,7 @@ import pytest
 
 from manager.config import PoolConfig, load_config
 from manager.events import EventType, ProcessCommunication, ProcessLog, Tick
-from manager.pool import ListenerPool
+from manager.pool import SPILL, ListenerPool
 from manager.protocol import ListenerConnection, ListenerState, Notification
 
 E = EventType
@@ -85,16 +85,58 @@ def test_events_wait_until_a_listener_is_running_and_ready(
     assert lst.serials == [0, 1]
 
 
-def test_overflow_discards_the_oldest_and_logs_its_serial(
+def test_past_buffer_size_the_pool_holds_events_and_warns_once(
     tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = ListenerPool(pool_config(tmp_path, "TICK", buffer_size=3), "sv", log)
-    for i in range(5):
+    for i in range(3 * SPILL):
         pool.accept(tick(i), 10 + i)
-    assert [b.serial for b in pool.buffer] == [12, 13, 14]
-    assert [b.poolserial for b in pool.buffer] == [2, 3, 4]
+    assert [b.serial for b in pool.buffer] == list(range(10, 10 + 3 * SPILL))
+    assert pool.discarded == 0 and not pool.has_room()
+    assert caplog.text.count("pool p is behind: 3 events buffered (buffer_size)") == 1
+    assert "overflowed" not in caplog.text
+
+
+def test_past_spill_times_buffer_size_the_oldest_is_discarded_and_logged(
+    tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK", buffer_size=3), "sv", log)
+    for i in range(3 * SPILL + 2):
+        pool.accept(tick(i), 10 + i)
+    assert len(pool.buffer) == 3 * SPILL
+    assert [b.serial for b in pool.buffer][:2] == [12, 13]
+    assert [b.poolserial for b in pool.buffer][:2] == [2, 3]
     assert pool.discarded == 2
     assert "pool p event buffer overflowed, discarding event 10" in caplog.text
+    assert "pool p event buffer overflowed, discarding event 11" in caplog.text
+
+
+def test_a_drained_pool_warns_again_when_it_falls_behind_again(
+    tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "TICK", buffer_size=2), "sv", log)
+    lst = FakeListener(pool, "l0")
+    for i in range(4):
+        pool.accept(tick(i), i)
+    pool.set_running("l0", True)
+    lst.ready()
+    for _ in range(4):
+        lst.answer()
+    assert not pool.buffer and lst.serials == [0, 1, 2, 3]
+    for i in range(4, 8):  # 4 goes out at once, 5-7 wait: behind again
+        pool.accept(tick(i), i)
+    assert caplog.text.count("pool p is behind") == 2
+
+
+def test_overflow_never_discards_log_events_but_the_oldest_other_one(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "PROCESS_LOG,TICK", 1), "sv", log)
+    pool.accept(ProcessLog(E.PROCESS_LOG_STDOUT, "a", "a", 1, "stdout", "kept"), 0)
+    for i in range(1, SPILL + 1):
+        pool.accept(tick(i), i)
+    assert [b.serial for b in pool.buffer] == [0, *range(2, SPILL + 1)]
+    assert pool.discarded == 1
 
 
 def test_log_and_communication_events_are_never_discarded(
