@@ -468,3 +468,18 @@ password = {s["metrics password"]}
     skip = {d.dir / "supervisord.conf"}
     leaks = _find_secrets(d.dir, skip)
     assert leaks == [], leaks
+
+
+def test_vigild_keeps_its_config_when_a_reload_finds_it_world_writable(launch: Launch) -> None:
+    d = launch("vigild", extra="[program:kept]\ncommand = sleep 600\nstartsecs = 0\n")
+    conf = d.dir / "supervisord.conf"
+    conf.write_text(conf.read_text() + "[program:new]\ncommand = sleep 600\n")
+    conf.chmod(0o666)
+    d.proc.send_signal(signal.SIGHUP)
+    log = d.dir / "core.log"
+    deadline = time.monotonic() + 10
+    while "cannot reload" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "config file is world-writable (mode 0666)" in log.read_text()
+    names = [i["name"] for i in call(d, "supervisor.getAllProcessInfo")]  # type: ignore[attr-defined]
+    assert names == ["kept"]
