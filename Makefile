@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bytecode clean
 
 $(BIN)/vigil-listener: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +12,17 @@ $(BIN)/vigil-listener: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(BIN)/vigil-listener
+# An editable install leaves our modules uncompiled (pip compiles a normal install); with
+# PYTHONDONTWRITEBYTECODE set, every vigild/vigilctl/vigil-listener start would compile them.
+# Python ignores a .pyc older than its source, so a stale one only costs that compile again.
+bytecode: $(BIN)/vigil-listener
+	$(BIN)/python -m compileall -q manager listeners healthchecks
+
+demo: bytecode
 	mkdir -p run
 	$(BIN)/vigild -n -c conf/demo.conf
 
-test: $(BIN)/vigil-listener
+test: bytecode
 	$(BIN)/pytest
 
 lint: $(BIN)/vigil-listener
@@ -24,7 +30,7 @@ lint: $(BIN)/vigil-listener
 	$(BIN)/ruff format --check manager listeners healthchecks tests bench
 	$(BIN)/mypy --strict manager listeners healthchecks tests
 
-bench: $(BIN)/vigil-listener
+bench: bytecode
 	$(BIN)/python -m bench
 
 clean:
