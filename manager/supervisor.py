@@ -17,7 +17,12 @@ thread, in callbacks:
   into log data and captured PROCESS_COMMUNICATION text, written to the log
   file and emitted as events; a channel whose events go to a full pool is
   paused (its fd unregistered) until that pool drains — backpressure instead of
-  dropping.
+  dropping;
+* a pool that stays full and accepts no event for STALL_AFTER seconds while
+  producers or restarts wait on it is *stalled*: a listener that never answers
+  (or FAILs forever) must not freeze the programs whose output it subscribes to.
+  A stalled pool holds nobody back and discards its oldest event when full, as
+  supervisord does, until one of its listeners accepts an event again.
 
 Shutdown (SIGTERM/SIGINT/SIGQUIT, RPC ``shutdown``) stops groups one at a time in
 descending priority, waiting for each; reload (SIGHUP, RPC ``restart``) does the
@@ -64,6 +69,8 @@ _READ = 131072
 PACE_MAX_DELAY = 1.0
 #: Free slots a pool needs before a paced restart goes ahead (the events one restart makes).
 PACE_HEADROOM = 3
+#: A full pool that accepts no event for this long while someone waits on it is stalled.
+STALL_AFTER = 5.0
 #: Serial numbers survive reloads (supervisord keeps a module-level counter).
 _serials = itertools.count()
 TICK_PERIODS = ((E.TICK_5, 5), (E.TICK_60, 60), (E.TICK_3600, 3600))
@@ -169,7 +176,9 @@ class _Output:
             return
         for chunk in self.splitter.feed(data):
             self._chunk(chunk)
-        if (self.events_enabled or self.capturing) and not all(p.has_room() for p in self.sinks()):
+        if (self.events_enabled or self.capturing) and not all(
+            self.sup.room_for(p) for p in self.sinks()
+        ):
             self.pause()
 
     def _chunk(self, chunk: LogData | Captured) -> None:
@@ -200,6 +209,9 @@ class _Output:
             self.paused = True
             self.sup.loop.remove_reader(self.fd)
             self.sup.paused.add(self)
+            for pool in self.sinks():
+                if not pool.has_room():
+                    self.sup.watch_stall(pool)
 
     def resume(self) -> None:
         if self.paused and self.fd >= 0:
@@ -263,6 +275,9 @@ class Supervisor:
         #: Automatic restarts waiting for room in a listener pool (restart pacing).
         self._paced: dict[Process, Timer] = {}
         self._subscribers: dict[EventType, list[ListenerPool]] = {}
+        #: Stalled pools (by name) -> their ``delivered`` count when they stalled.
+        self._stalled: dict[str, int] = {}
+        self._stall_timers: dict[str, Timer] = {}
         #: Callbacks run whenever any process changes state (RPC waits use it).
         self.watchers: list[Callable[[Process], None]] = []
 
@@ -292,7 +307,8 @@ class Supervisor:
     def _state_pools_have_room(self) -> bool:
         """Room for a restart's next few events (STARTING, RUNNING, EXITED) in every pool."""
         return all(
-            p.free_slots() >= PACE_HEADROOM for p in self.subscribers(E.PROCESS_STATE_STARTING)
+            p.free_slots() >= PACE_HEADROOM or self._is_stalled(p)
+            for p in self.subscribers(E.PROCESS_STATE_STARTING)
         )
 
     def defer_spawn(self, process: Process) -> bool:
@@ -306,6 +322,9 @@ class Supervisor:
             return True
         if self._state_pools_have_room():
             return False
+        for pool in self.subscribers(E.PROCESS_STATE_STARTING):
+            if pool.free_slots() < PACE_HEADROOM:
+                self.watch_stall(pool)
         self._paced[process] = self.loop.call_later(
             PACE_MAX_DELAY, functools.partial(self._paced_spawn, process)
         )
@@ -323,12 +342,65 @@ class Supervisor:
         if self._paced and self._state_pools_have_room():
             self._paced_spawn(next(iter(self._paced)))
 
+    # -- stalled pools --------------------------------------------------------------
+
+    def _is_stalled(self, pool: ListenerPool) -> bool:
+        """Stalled, and still not answering (an accepted event ends the stall)."""
+        mark = self._stalled.get(pool.name)
+        if mark is None:
+            return False
+        if pool.delivered != mark:
+            del self._stalled[pool.name]
+            self.log.info("pool %s accepts events again; backpressure resumes", pool.name)
+            return False
+        return True
+
+    def room_for(self, pool: ListenerPool) -> bool:
+        """May producers go on feeding ``pool``? (it has room, or it is stalled)"""
+        return pool.has_room() or self._is_stalled(pool)
+
+    def watch_stall(self, pool: ListenerPool) -> None:
+        """Someone waits on the full ``pool``: check in STALL_AFTER s that it still moves."""
+        if pool.name in self._stall_timers or pool.name in self._stalled:
+            return
+        self._stall_timers[pool.name] = self.loop.call_later(
+            STALL_AFTER, functools.partial(self._stall_check, pool, pool.delivered)
+        )
+
+    def _stall_check(self, pool: ListenerPool, delivered: int) -> None:
+        self._stall_timers.pop(pool.name, None)
+        group = self.groups.get(pool.name)
+        if group is None or group.pool is not pool or pool.has_room():
+            return
+        if pool.delivered != delivered:  # slow, not stuck: keep watching while it is full
+            self.watch_stall(pool)
+            return
+        self._stalled[pool.name] = delivered
+        self.log.warning(
+            "pool %s has accepted no event for %s seconds with its buffer full: its "
+            "producers go on and its oldest events are discarded until it answers again",
+            pool.name,
+            _secs(STALL_AFTER),
+        )
+        self._on_pool_drain()
+
+    def _overflow_stalled(self, pool: ListenerPool) -> None:
+        """A stalled pool keeps buffer_size events at most: discard the oldest, as supervisord."""
+        if len(pool.buffer) >= pool.config.buffer_size and self._is_stalled(pool):
+            dropped = pool.buffer.popleft()
+            pool.discarded += 1
+            self.log.error(
+                "pool %s event buffer overflowed, discarding event %d", pool.name, dropped.serial
+            )
+
     def emit(self, event: Event) -> None:
         pools = self.subscribers(event.type)
         if not pools:
             return
         serial = next(_serials)
         for pool in pools:
+            if self._stalled:
+                self._overflow_stalled(pool)
             pool.accept(event, serial)
 
     def server_url(self, process: Process) -> str | None:
@@ -450,7 +522,7 @@ class Supervisor:
 
     def resume_paused(self) -> None:
         for out in list(self.paused):
-            if all(p.has_room() for p in out.sinks()):
+            if all(self.room_for(p) for p in out.sinks()):
                 self.paused.discard(out)
                 out.resume()
                 out.drain()
@@ -652,8 +724,9 @@ class Supervisor:
         """Run until shutdown or reload completes; returns which one it was."""
         while not self.done:
             self.loop.run_once()
-        for t in self._tick_timers:
+        for t in [*self._tick_timers, *self._stall_timers.values()]:
             t.cancel()
+        self._stall_timers.clear()
         self.close_children_io()
         return self.state
 
@@ -682,3 +755,7 @@ class Supervisor:
 
     def all_processes(self) -> list[Process]:
         return [p for g in self.ordered_groups() for p in g.ordered()]
+
+
+def _secs(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)

@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from manager.supervisor import STALL_AFTER
 from tests.reliability.conftest import scaled
 from tests.support.faults import (
+    CHILD,
     LISTENER,
     account,
     alive,
@@ -260,3 +262,56 @@ stderr_logfile = NONE
         assert complete == [True, True]
         assert (g.lost, g.order_violations, g.unexpected, g.duplicates) == (0, 0, 0, 0), g
         assert foreign == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# a stuck listener and a program whose output it subscribes to
+
+
+def test_a_stuck_listener_does_not_freeze_a_program(
+    any_core: Factory, tmp_path: Path, core: str
+) -> None:
+    """A program with stdout_events_enabled keeps running when the PROCESS_LOG pool is stuck.
+
+    vigild stops reading a child's pipe while a pool its events go to is full (backpressure,
+    so that a slow listener loses nothing); a listener that never answers must not hold the
+    program forever: after STALL_AFTER seconds without an accepted event the pool is stalled,
+    the program's output flows again and the pool discards its oldest events, as supervisord
+    does at once.
+    """
+    progress = tmp_path / "progress"
+    body = f"""
+[program:talker]
+command = {CHILD} talk {progress}
+stdout_events_enabled = true
+stdout_logfile = NONE
+stderr_logfile = NONE
+startsecs = 0
+""" + _listener("stuck", "silent", tmp_path, "PROCESS_LOG", 10)
+    sv = any_core(body, loglevel="info")
+    sv.wait_state("stuck", "RUNNING")
+    sv.wait_state("talker", "RUNNING")
+
+    def written() -> int:
+        try:
+            return int(progress.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    wait_until(lambda: written() > 0, 10, "the talker to write")
+    time.sleep(STALL_AFTER + 1)
+    before, rss_before = written(), rss_kib(sv.pid)
+    time.sleep(2)
+    after, rss_after = written(), rss_kib(sv.pid)
+    figure(
+        "stuck-listener-vs-program",
+        core,
+        lines_written_in_2s=after - before,
+        lines_before=before,
+        rss_kib=[rss_before, rss_after],
+        overflow_lines=sv.log_text().count("pool stuck event buffer overflowed"),
+    )
+    assert after - before >= 500, (before, after)  # ~1,000 lines/s when not blocked
+    assert rss_after - rss_before < 4096, (rss_before, rss_after)
+    assert "pool stuck event buffer overflowed, discarding event" in sv.log_text()
+    assert sv.process_info("talker")["statename"] == "RUNNING"

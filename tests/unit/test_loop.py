@@ -1,12 +1,20 @@
-"""vigild's loop: timers in order, fds, signals through the wakeup pipe."""
+"""vigild's loop: timers in order, fds, signals through the wakeup pipe; the stall timer."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
+from pathlib import Path
 
+import pytest
+
+from manager.config import load_config
+from manager.events import RemoteCommunication
 from manager.loop import Loop
+from manager.pool import ListenerPool
+from manager.supervisor import STALL_AFTER, Supervisor
 
 
 class FakeClock:
@@ -75,3 +83,70 @@ def test_a_signal_wakes_the_loop_and_reaches_the_handler_from_the_loop() -> None
     finally:
         loop.close()
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+
+
+# ---------------------------------------------------------------------------------------------
+# the supervisor's stall timer (a full pool that accepts nothing stops holding producers back)
+
+
+def _stall_setup(tmp_path: Path) -> tuple[FakeClock, Loop, Supervisor, ListenerPool]:
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        f"[supervisord]\nchildlogdir = {tmp_path}\n"
+        "[eventlistener:p]\ncommand = /bin/cat\nevents = REMOTE_COMMUNICATION\n"
+        "buffer_size = 2\nstdout_logfile = NONE\nstderr_logfile = NONE\n"
+    )
+    config = load_config(conf)
+    clock = FakeClock()
+    loop = Loop(clock)
+    sup = Supervisor(config, log=logging.getLogger("test.stall"), loop=loop)
+    pool = sup.add_group(config.pools[0]).pool
+    assert pool is not None
+    pool.attach("p", lambda data: None)
+    pool.set_running("p", True)
+    pool.receive("p", b"READY\n")
+    for i in range(3):  # one in flight, two buffered: full
+        sup.emit(RemoteCommunication("t", str(i)))
+    assert not sup.room_for(pool)
+    return clock, loop, sup, pool
+
+
+def test_a_full_pool_that_accepts_nothing_for_stall_after_is_stalled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock, loop, sup, pool = _stall_setup(tmp_path)
+    sup.watch_stall(pool)
+    clock.t = STALL_AFTER - 0.01
+    loop.run_once(max_wait=0)
+    assert not sup.room_for(pool)
+    clock.t = STALL_AFTER
+    loop.run_once(max_wait=0)
+    assert sup.room_for(pool)  # stalled: producers go on
+    assert "pool p has accepted no event for 5 seconds with its buffer full" in caplog.text
+    for i in range(3, 10):  # ... and it keeps buffer_size events, discarding the oldest
+        sup.emit(RemoteCommunication("t", str(i)))
+    held = list(pool.buffer)
+    assert [b.event.payload() for b in held] == ["type:t\n8", "type:t\n9"]
+    assert pool.discarded == 7
+    assert f"pool p event buffer overflowed, discarding event {held[0].serial - 1}" in caplog.text
+    # One accepted event ends the stall: backpressure again.
+    pool.receive("p", b"RESULT 2\nOK")
+    assert not sup.room_for(pool)
+    assert "pool p accepts events again; backpressure resumes" in caplog.text
+    loop.close()
+
+
+def test_a_slow_pool_that_still_accepts_events_is_not_stalled(tmp_path: Path) -> None:
+    clock, loop, sup, pool = _stall_setup(tmp_path)
+    sup.watch_stall(pool)
+    clock.t = STALL_AFTER - 1
+    pool.receive("p", b"RESULT 2\nOKREADY\n")  # one accepted, the next one sent
+    sup.emit(RemoteCommunication("t", "refill"))  # full again
+    clock.t = STALL_AFTER
+    loop.run_once(max_wait=0)
+    assert not sup.room_for(pool)  # it moved: still backpressure, and still watched
+    clock.t = 2 * STALL_AFTER
+    loop.run_once(max_wait=0)
+    assert sup.room_for(pool)  # nothing accepted in the second period: stalled
+    loop.close()

@@ -12,6 +12,9 @@ Modes:
     Forks N children in its process group, all ignoring SIGTERM, writes every pid of the group
     (the leader's first) to PIDFILE and sleeps. With ``leader-exits`` the leader itself exits 0
     on SIGTERM (its children still ignore it).
+``talk PROGRESS``
+    Writes 200-byte lines to stdout, about 1,000 a second, forever, and every 10 lines the
+    count written so far to PROGRESS — it stops counting when its stdout blocks.
 """
 
 from __future__ import annotations
@@ -63,6 +66,15 @@ def main() -> None:
         tmp.write_text("".join(f"{p}\n" for p in [os.getpid(), *kids]))
         os.replace(tmp, pidfile)
         forever()
+    elif mode == "talk":
+        progress, i = Path(args[0]), 0
+        while True:
+            for _ in range(10):
+                sys.stdout.write(f"line-{i:09d} ".ljust(199, "x") + "\n")
+                i += 1
+            sys.stdout.flush()
+            progress.write_text(str(i))
+            time.sleep(0.01)
     else:
         raise SystemExit(f"unknown mode {mode}")
 
