@@ -7,8 +7,9 @@ One run of one core, in a temp dir:
   *hold* file exists they stay RUNNING instead (the quiet points where fds, RSS and
   zombies are measured: the same children alive at both points).
 * ``[program:sleeper]`` — stopped and started again over XML-RPC in a loop.
-* ``[eventlistener:rec]`` — subscribed to ``PROCESS_STATE``, records every event with its
-  ``poolserial`` (tests/reliability/programs_soak/soak_recorder.py).
+* ``[eventlistener:rec]`` — subscribed to ``PROCESS_STATE`` with the default
+  ``buffer_size=10``, records every event with its ``poolserial``
+  (tests/reliability/programs_soak/soak_recorder.py).
 
 Phases: warm-up (a tenth of the cycles, at least 20), hold and measure (fds, RSS,
 zombies), the main cycles, hold and measure again, then account for every event:
@@ -52,8 +53,8 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 RECORDER = ROOT / "tests" / "reliability" / "programs_soak" / "soak_recorder.py"
 FLAPS = 4
-#: Pool buffer of the recording listener (supervisord's default is 10; see RESULTS.md).
-BUFFER = 1000
+#: Pool buffer of the recording listener: supervisord's default, 10.
+BUFFER = 10
 POLL = 0.02
 
 
@@ -192,6 +193,8 @@ class SoakResult:
     #: most zombie children seen at one sample during the cycles (transient, before reaping)
     zombies_max_seen: int = 0
     overflow_logged: int = 0
+    #: vigild's ``pool rec is behind`` warnings (backlog past buffer_size, restarts paced)
+    behind_logged: int = 0
     #: ``killing 'sleeper' ... with SIGKILL``: a SIGTERM that did not stop ``sleep`` in 2 s
     sigkills: int = 0
     accounting: Accounting = field(default_factory=Accounting)
@@ -406,6 +409,7 @@ def run_soak(
         text = sv.log_text()
         result.overflow_logged = text.count("event buffer overflowed")
         result.sigkills = text.count("with SIGKILL")
+        result.behind_logged = text.count(" is behind: ")
     finally:
         with contextlib.suppress(OSError):
             (tmp / "hold").unlink()
@@ -438,6 +442,10 @@ def markdown(results: list[SoakResult]) -> str:
             [f"{r.accounting.missing:,} of {r.flap_pids:,}" for r in results],
         ),
         ("`event buffer overflowed` log lines", [str(r.overflow_logged) for r in results]),
+        (
+            "`pool rec is behind` warnings (vigild: backlog, restarts paced)",
+            [str(r.behind_logged) for r in results],
+        ),
         ("sleeper SIGKILLed after a lost SIGTERM", [str(r.sigkills) for r in results]),
         ("zombie children at the end", [str(r.zombies_end) for r in results]),
         ("zombie children, most seen at one sample", [str(r.zombies_max_seen) for r in results]),
