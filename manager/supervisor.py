@@ -7,9 +7,12 @@ process. It owns the :class:`~manager.loop.Loop`; everything happens on that one
 thread, in callbacks:
 
 * a child's exit arrives as SIGCHLD on the loop's wakeup pipe; the child's
-  pending output is drained first, then ``Process.exited`` runs — so the
-  log/events of a child precede its exit event, and the exit event is emitted in
-  the same turn, not on a 1-second tick;
+  pending output is drained and its pipes closed first, then ``Process.exited``
+  runs — so the log/events of a child precede its exit event, and the exit event
+  is emitted in the same turn, not on a 1-second tick. The pipes are closed even
+  if a descendant (a daemon) still holds them, as supervisord does: vigild would
+  otherwise keep three fds per such exit and log the daemon as the program (a
+  paused pipe is closed when it has been resumed and drained);
 * every state change is an event; ``emit`` gives it a serial (only if some pool
   subscribes, as supervisord) and puts it in each subscribed pool, which
   dispatches to READY listeners immediately;
@@ -131,6 +134,8 @@ class _Output:
         )
         self.capturing = cfg.capture_maxbytes > 0
         self.paused = False
+        #: The child was reaped: close as soon as the pipe is drained.
+        self.reaped = False
         os.set_blocking(fd, False)
 
     def sinks(self) -> list[ListenerPool]:
@@ -166,6 +171,12 @@ class _Output:
                 self.close()
                 return
             self.handle(data)
+
+    def finish(self) -> None:
+        """The child was reaped (and the pipe drained): close now, or once resumed."""
+        self.reaped = True
+        if not self.paused:
+            self.close()
 
     def handle(self, data: bytes) -> None:
         proc = self.process
@@ -526,6 +537,8 @@ class Supervisor:
                 self.paused.discard(out)
                 out.resume()
                 out.drain()
+                if out.reaped and not out.paused:
+                    out.close()
 
     # -- reaping ---------------------------------------------------------------------
 
@@ -543,6 +556,7 @@ class Supervisor:
             if child is not None:
                 for out in child.outputs:
                     out.drain()
+                    out.finish()
             if process is None:
                 self.log.info("reaped unknown pid %d", pid)
                 continue

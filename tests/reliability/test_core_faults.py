@@ -368,3 +368,52 @@ autostart = false
         kill_pids(daemons)
         for pgid in groups:
             kill_pids(group_members(pgid))
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_daemonizing_exits_leak_no_file_descriptor(
+    any_core: Factory, tmp_path: Path, core: str
+) -> None:
+    """Each start leaves a daemon holding the program's pipes; the core's fds must not grow.
+
+    (vigild kept its ends of all three pipes open while the daemon lived: 3 fds per exit.)
+    """
+    starts = scaled(20, 200)
+    hold = _hold(tmp_path)
+    body = f"""
+[program:d]
+command = sh -c "{hold} 600 & exit 0"
+startsecs = 0
+autostart = false
+autorestart = false
+stdout_logfile = NONE
+stderr_logfile = NONE
+"""
+    with _reaping(hold):
+        sv = any_core(body, loglevel="info")
+        rpc = sv.rpc().supervisor
+
+        def start(i: int) -> None:
+            # not waiting in startProcess: supervisord answers ABNORMAL_TERMINATION when the
+            # process has already exited by the time it checks
+            rpc.startProcess("d", False)
+            sv.wait_for(
+                lambda: (
+                    len(pids_with_token(hold)) == i + 1
+                    and sv.process_info("d")["statename"] == "EXITED"
+                ),
+                10,
+                f"start #{i} to exit",
+            )
+
+        start(0)
+        before = _fds(sv.pid)
+        for i in range(1, starts):
+            start(i)
+        time.sleep(0.2)
+        after = _fds(sv.pid)
+        figure("daemonizing-fds", core, starts=starts, core_fds=[before, after])
+        assert after <= before, (before, after)

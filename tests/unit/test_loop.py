@@ -14,6 +14,7 @@ from manager.config import load_config
 from manager.events import RemoteCommunication
 from manager.loop import Loop
 from manager.pool import ListenerPool
+from manager.states import ProcessState
 from manager.supervisor import STALL_AFTER, Supervisor
 
 
@@ -150,3 +151,38 @@ def test_a_slow_pool_that_still_accepts_events_is_not_stalled(tmp_path: Path) ->
     loop.run_once(max_wait=0)
     assert sup.room_for(pool)  # nothing accepted in the second period: stalled
     loop.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# reaping closes the child's pipes, whoever else holds them
+
+
+def test_a_reaped_childs_pipes_are_closed_though_its_daemon_holds_them(tmp_path: Path) -> None:
+    """supervisord closes its ends at reap; vigild kept 3 fds per daemonizing exit (a leak)."""
+    pidfile = tmp_path / "daemon.pid"
+    conf = tmp_path / "d.conf"
+    conf.write_text(
+        f"[supervisord]\nchildlogdir = {tmp_path}\n"
+        f"[program:d]\ncommand = sh -c 'sleep 30 & echo $! > {pidfile}; exit 0'\n"
+        "startsecs = 0\nautorestart = false\nstdout_logfile = NONE\nstderr_logfile = NONE\n"
+    )
+    loop = Loop()
+    sup = Supervisor(load_config(conf), log=logging.getLogger("test.reap"), loop=loop)
+    sup.start()
+    proc = sup.groups["d"].processes["d"]
+    daemon = 0
+    try:
+        deadline = time.monotonic() + 10
+        while proc.state is not ProcessState.EXITED and time.monotonic() < deadline:
+            sup.reap()
+            time.sleep(0.005)
+        assert proc.state is ProcessState.EXITED
+        daemon = int(pidfile.read_text())
+        os.kill(daemon, 0)  # the daemon still runs and holds the pipes' write ends
+        assert sup.children == {}  # ... yet vigild's ends are closed
+        assert not any(loop.has_reader(fd) for fd in range(3, 1024))
+    finally:
+        if daemon:
+            os.kill(daemon, signal.SIGKILL)  # not our child (reparented): init reaps it
+        sup.close_children_io()
+        loop.close()
