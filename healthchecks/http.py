@@ -45,7 +45,7 @@ import urllib3.exceptions
 from requests.utils import requote_uri
 
 from healthchecks.plainhttp import HttpFailure, PlainConnection, build_request
-from healthchecks.result import CheckResult, Clock, run_guarded
+from healthchecks.result import CheckResult, Clock, run_guarded, short
 
 __all__ = ["MAX_BODY", "USER_AGENT", "HttpCheck", "StatusSet", "parse_expect_status"]
 
@@ -200,6 +200,36 @@ class HttpCheck:
     def check(self) -> CheckResult:
         """Send one request; never raises."""
         return run_guarded(self._check, self._clock)
+
+    # -- non-blocking use, by healthchecks.reactor ----------------------------------------
+
+    @property
+    def nonblocking(self) -> bool:
+        """The check can run on a :class:`~healthchecks.reactor.HttpReactor`: the lean
+        client serves it and its host is an IP address (nothing to resolve)."""
+        return self.plain is not None and self.plain.literal_address is not None
+
+    def start_async(self) -> float:
+        """Begin one request without blocking; the deadline (on the check's clock).
+
+        Raises:
+            HttpFailure: the connection could not even be begun.
+        """
+        assert self.plain is not None
+        deadline = self._clock() + self.timeout
+        self.plain.start(
+            self._request,
+            method=self.method,
+            deadline=deadline,
+            max_body=MAX_BODY,
+            decode=self.body_regex is not None,
+        )
+        return deadline
+
+    def result_async(self, outcome: tuple[int, bytes] | str, started: float) -> CheckResult:
+        """The result of a non-blocking request: its ``(status, body)`` or failure text."""
+        ok, detail = (False, outcome) if isinstance(outcome, str) else self._judge(*outcome)
+        return CheckResult(ok, short(detail), self._clock() - started)
 
     def close(self) -> None:
         """Close the lean connection, or the owned session's pooled connections."""

@@ -32,9 +32,13 @@ Latin-1.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import os
+import selectors
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 from healthchecks.result import Clock
 
@@ -45,6 +49,11 @@ MAX_HEADER_BYTES = 64 * 1024
 #: Methods that are safe to send again after a stale keep-alive connection (RFC 9110 §9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _RECV = 65536
+#: what the protocol generator waits for (see ``PlainConnection._steps``)
+_READ, _WRITE = 0, 1
+_Steps = Generator[int, bool, tuple[int, bytes, bool]]
+NO_RESPONSE = "request failed: Remote end closed connection without response"
+STALE_NOT_RETRIED = "connection closed by the server before the answer"
 
 
 class HttpFailure(Exception):
@@ -93,6 +102,15 @@ class PlainConnection:
         self._clock = clock
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._out = b""
+        # the non-blocking exchange in progress (start/advance)
+        self._pending: tuple[bytes, str, int, bool] = (b"", "GET", 0, False)
+        self._deadline = 0.0
+        self._reused = False
+        self._connecting = False
+        self._got = False
+        self._want = _WRITE
+        self._steps_: _Steps = self._steps(b"", "GET", 0, False)  # replaced by each start()
         #: connections opened, ever (tests and statistics)
         self.connects = 0
 
@@ -108,7 +126,7 @@ class PlainConnection:
         if sock is not None:
             sock.close()
 
-    # -- one exchange --------------------------------------------------------------------
+    # -- one exchange, blocking ------------------------------------------------------------
 
     def exchange(
         self,
@@ -119,7 +137,7 @@ class PlainConnection:
         max_body: int,
         decode: bool,
     ) -> tuple[int, bytes]:
-        """Send ``request`` and read the answer: ``(status, body)``.
+        """Send ``request`` and read the answer: ``(status, body)``; blocks until done.
 
         Raises:
             HttpFailure: connect, send or read failed, timed out, or the answer is malformed.
@@ -130,31 +148,66 @@ class PlainConnection:
                 self.close()
                 self._connect(deadline)
             try:
-                return self._exchange(request, method, deadline, max_body, decode, reused)
+                return self._run(self._steps(request, method, max_body, decode), deadline, reused)
             except _Stale:
                 self.close()
                 if method not in IDEMPOTENT:
-                    raise HttpFailure("connection closed by the server before the answer") from None
+                    raise HttpFailure(STALE_NOT_RETRIED) from None
                 self._connect(deadline)
-                return self._exchange(request, method, deadline, max_body, decode, False)
-        except HttpFailure:
+                steps = self._steps(request, method, max_body, decode)
+                return self._run(steps, deadline, False)
+        except Exception as exc:
             self.close()
-            raise
-        except TimeoutError:
-            self.close()
-            raise HttpFailure(f"timeout after {self.timeout}s") from None
-        except ConnectionRefusedError:
-            self.close()
-            raise HttpFailure("connection refused") from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> HttpFailure:
+        """The one-line failure for an exception of an exchange."""
+        if isinstance(exc, HttpFailure):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return HttpFailure(f"timeout after {self.timeout}s")
+        if isinstance(exc, ConnectionRefusedError):
+            return HttpFailure("connection refused")
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+            return HttpFailure("connection reset")
+        if isinstance(exc, socket.gaierror):
+            return HttpFailure(f"cannot resolve host {self.host!r}: {exc.strerror or exc}")
+        if isinstance(exc, OSError):
+            return HttpFailure(f"request failed: {exc.strerror or exc}")
+        raise exc
+
+    def _run(self, steps: _Steps, deadline: float, reused: bool) -> tuple[int, bytes]:
+        """Drive ``steps`` with blocking socket calls bounded by ``deadline``."""
+        sock = self._sock
+        assert sock is not None
+        got = False
+        try:
+            want = next(steps)
+            while True:
+                sock.settimeout(self._left(deadline))
+                if want == _WRITE:
+                    sock.sendall(self._out)
+                    self._out = b""
+                    want = steps.send(True)
+                else:
+                    chunk = sock.recv(_RECV)
+                    if chunk:
+                        got = True
+                        self._buf += chunk
+                    want = steps.send(bool(chunk))
+        except StopIteration as stop:
+            status, body, keep = stop.value
+            if not keep:
+                self.close()
+            return status, body
         except (ConnectionResetError, BrokenPipeError):
-            self.close()
-            raise HttpFailure("connection reset") from None
-        except socket.gaierror as exc:
-            self.close()
-            raise HttpFailure(f"cannot resolve host {self.host!r}: {exc.strerror or exc}") from None
-        except OSError as exc:
-            self.close()
-            raise HttpFailure(f"request failed: {exc.strerror or exc}") from None
+            if reused and not got:
+                raise _Stale from None
+            raise
+        except _Stale:
+            if reused:
+                raise
+            raise HttpFailure(NO_RESPONSE) from None
 
     def _usable(self) -> bool:
         """The held connection is still open and silent (a non-blocking peek)."""
@@ -182,41 +235,153 @@ class PlainConnection:
             raise TimeoutError
         return left
 
-    def _fill(self, deadline: float) -> bool:
-        """Read more into the buffer; ``False`` at EOF."""
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(self._left(deadline))
-        chunk = sock.recv(_RECV)
-        if not chunk:
-            return False
-        self._buf += chunk
-        return True
+    # -- one exchange, non-blocking (driven by a selector: healthchecks.reactor) -------------
 
-    def _exchange(
-        self,
-        request: bytes,
-        method: str,
-        deadline: float,
-        max_body: int,
-        decode: bool,
-        reused: bool,
-    ) -> tuple[int, bytes]:
+    @property
+    def literal_address(self) -> tuple[socket.AddressFamily, tuple[str, int]] | None:
+        """(family, address) when ``host`` is an IP address (no resolving needed), else None."""
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return family, (self.host, self.port)
+
+    @property
+    def sock(self) -> socket.socket | None:
+        """The connection's socket (for a selector), or None."""
+        return self._sock
+
+    def start(
+        self, request: bytes, *, method: str, deadline: float, max_body: int, decode: bool
+    ) -> None:
+        """Begin an exchange without blocking; follow with :meth:`advance` when :attr:`sock`
+        is ready for :meth:`interest` (or at once). Needs :attr:`literal_address`.
+
+        Raises:
+            HttpFailure: the connection could not even be begun.
+        """
+        self._pending = (request, method, max_body, decode)
+        self._deadline = deadline
+        try:
+            self._reused = self._sock is not None and self._usable()
+            if not self._reused:
+                self.close()
+                self._connect_nonblocking()
+            self._begin_steps()
+        except Exception as exc:
+            self.close()
+            raise self._failure(exc) from None
+
+    def _connect_nonblocking(self) -> None:
+        where = self.literal_address
+        if where is None:
+            raise HttpFailure(f"request failed: {self.host!r} is not an IP address")
+        family, address = where
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex(address)
+        except BaseException:
+            sock.close()
+            raise
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            raise OSError(err, os.strerror(err))
+        self._sock = sock
+        self._buf.clear()
+        self.connects += 1
+        self._connecting = err == errno.EINPROGRESS
+
+    def _begin_steps(self) -> None:
+        request, method, max_body, decode = self._pending
+        self._steps_ = self._steps(request, method, max_body, decode)
+        self._got = False
+        self._want = _WRITE if self._connecting else next(self._steps_)
+
+    def interest(self) -> int:
+        """What :meth:`advance` waits for: ``selectors.EVENT_READ`` or ``EVENT_WRITE``."""
+        return selectors.EVENT_WRITE if self._want == _WRITE else selectors.EVENT_READ
+
+    def advance(self) -> tuple[int, bytes] | None:
+        """Make what progress the socket allows; ``(status, body)`` when done, else None.
+
+        :attr:`sock` may change (a stale connection is replaced): re-register it.
+
+        Raises:
+            HttpFailure: the exchange failed (the connection is closed).
+        """
+        try:
+            return self._advance()
+        except _Stale:
+            method = self._pending[1]
+            self.close()
+            if not self._reused:
+                raise HttpFailure(NO_RESPONSE) from None
+            if method not in IDEMPOTENT:
+                raise HttpFailure(STALE_NOT_RETRIED) from None
+            try:
+                self._reused = False
+                self._connect_nonblocking()
+                self._begin_steps()
+                return self._advance()
+            except Exception as exc:
+                self.close()
+                raise self._failure(exc) from None
+        except Exception as exc:
+            self.close()
+            raise self._failure(exc) from None
+
+    def _advance(self) -> tuple[int, bytes] | None:
         sock = self._sock
         assert sock is not None
+        if self._clock() >= self._deadline:
+            raise TimeoutError
+        if self._connecting:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            self._connecting = False
+            self._want = next(self._steps_)
         try:
-            sock.settimeout(self._left(deadline))
-            sock.sendall(request)
-            version, status, headers = self._read_head(deadline)
-        except (ConnectionResetError, BrokenPipeError, _Stale) as exc:
-            if reused and not self._buf:
+            while True:
+                if self._want == _WRITE:
+                    sent = sock.send(self._out)
+                    self._out = self._out[sent:]
+                    if self._out:
+                        return None
+                    self._want = self._steps_.send(True)
+                else:
+                    chunk = sock.recv(_RECV)
+                    if chunk:
+                        self._got = True
+                        self._buf += chunk
+                    self._want = self._steps_.send(bool(chunk))
+        except BlockingIOError:
+            return None
+        except StopIteration as stop:
+            status, body, keep = stop.value
+            if not keep:
+                self.close()
+            return status, body
+        except (ConnectionResetError, BrokenPipeError):
+            if self._reused and not self._got:
                 raise _Stale from None
-            if isinstance(exc, _Stale):
-                raise HttpFailure(
-                    "request failed: Remote end closed connection without response"
-                ) from None
             raise
-        body, complete = self._read_body(method, status, headers, deadline, max_body)
+
+    # -- the protocol, as a generator of what it waits for --------------------------------
+
+    def _steps(self, request: bytes, method: str, max_body: int, decode: bool) -> _Steps:
+        """Send ``request``, read the answer: returns ``(status, body, keep the connection)``.
+
+        Yields :data:`_WRITE` (resumed when ``self._out`` is sent) or :data:`_READ`
+        (resumed with ``True`` when bytes were added to ``self._buf``, ``False`` at EOF).
+        """
+        self._out = request
+        yield _WRITE
+        version, status, headers = yield from self._read_head()
+        body, complete = yield from self._read_body(method, status, headers, max_body)
         if decode:
             body = _decode(body, headers.get(b"content-encoding", b""), max_body)
         connection = headers.get(b"connection", b"").lower()
@@ -225,11 +390,9 @@ class PlainConnection:
             keep = keep and b"keep-alive" in connection
         else:
             keep = keep and b"close" not in connection
-        if not keep:
-            self.close()
-        return status, body
+        return status, body, keep
 
-    def _read_head(self, deadline: float) -> tuple[bytes, int, dict[bytes, bytes]]:
+    def _read_head(self) -> Generator[int, bool, tuple[bytes, int, dict[bytes, bytes]]]:
         """Status line and headers (names lower-cased); informational 1xx answers skipped."""
         while True:
             end = self._buf.find(b"\r\n\r\n")
@@ -237,7 +400,7 @@ class PlainConnection:
                 if len(self._buf) > MAX_HEADER_BYTES:
                     raise HttpFailure("request failed: response headers too long")
                 had = len(self._buf)
-                if not self._fill(deadline):
+                if not (yield _READ):
                     if had == 0:
                         raise _Stale
                     raise HttpFailure("request failed: connection closed in the response headers")
@@ -272,19 +435,14 @@ class PlainConnection:
             return parts[0], status, headers
 
     def _read_body(
-        self,
-        method: str,
-        status: int,
-        headers: dict[bytes, bytes],
-        deadline: float,
-        max_body: int,
-    ) -> tuple[bytes, bool]:
+        self, method: str, status: int, headers: dict[bytes, bytes], max_body: int
+    ) -> Generator[int, bool, tuple[bytes, bool]]:
         """The body (at most ``max_body`` bytes) and whether it was read to its end."""
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return b"", status != 101
         coding = headers.get(b"transfer-encoding")
         if coding is not None and coding.lower().rsplit(b",", 1)[-1].strip() == b"chunked":
-            return self._read_chunked(deadline, max_body)
+            return (yield from self._read_chunked(max_body))
         length = headers.get(b"content-length")
         if length is not None and coding is None:
             if not length.isdigit():
@@ -292,24 +450,24 @@ class PlainConnection:
             n = int(length)
             want = min(n, max_body)
             while len(self._buf) < want:
-                if not self._fill(deadline):
+                if not (yield _READ):
                     raise HttpFailure("request failed: connection closed in the response body")
             body = bytes(self._buf[:want])
             del self._buf[:want]
             return body, want == n
         # neither: the body ends when the server closes the connection
-        while len(self._buf) < max_body and self._fill(deadline):
+        while len(self._buf) < max_body and (yield _READ):
             pass
         body = bytes(self._buf[:max_body])
         self._buf.clear()
         return body, False
 
-    def _read_chunked(self, deadline: float, max_body: int) -> tuple[bytes, bool]:
+    def _read_chunked(self, max_body: int) -> Generator[int, bool, tuple[bytes, bool]]:
         body = bytearray()
         while True:
             end = self._buf.find(b"\r\n")
             while end < 0:
-                if len(self._buf) > 4096 or not self._fill(deadline):
+                if len(self._buf) > 4096 or not (yield _READ):
                     raise HttpFailure("request failed: bad chunked body")
                 end = self._buf.find(b"\r\n")
             size_text = bytes(self._buf[:end]).split(b";", 1)[0].strip()
@@ -323,7 +481,7 @@ class PlainConnection:
                 while True:
                     end = self._buf.find(b"\r\n")
                     while end < 0:
-                        if len(self._buf) > MAX_HEADER_BYTES or not self._fill(deadline):
+                        if len(self._buf) > MAX_HEADER_BYTES or not (yield _READ):
                             raise HttpFailure("request failed: bad chunked body")
                         end = self._buf.find(b"\r\n")
                     line = bytes(self._buf[:end])
@@ -332,14 +490,14 @@ class PlainConnection:
                         return bytes(body), True
             take = min(size, max_body - len(body))
             while len(self._buf) < take:
-                if not self._fill(deadline):
+                if not (yield _READ):
                     raise HttpFailure("request failed: connection closed in the response body")
             body += self._buf[:take]
             del self._buf[:take]
             if len(body) >= max_body:
                 return bytes(body), False
             while len(self._buf) < 2:
-                if not self._fill(deadline):
+                if not (yield _READ):
                     raise HttpFailure("request failed: connection closed in the response body")
             if self._buf[:2] != b"\r\n":
                 raise HttpFailure("request failed: bad chunked body")

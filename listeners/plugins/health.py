@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Three kinds of threads, none of them the protocol loop:
+Four kinds of threads, none of them the protocol loop:
 
 * the plugin's event worker (queued handlers) learns process states from
   PROCESS_STATE events and heartbeats from PROCESS_COMMUNICATION events;
@@ -17,6 +17,10 @@ Three kinds of threads, none of them the protocol loop:
   every change of a target's timing goes through :meth:`HealthPlugin._schedule`,
   and each reconcile rebuilds the heap from the targets (a safety net, and it
   drops the stale entries);
+* plain ``http://`` checks of IP addresses (the common case: a local service) do
+  not take a worker: one :class:`~healthchecks.reactor.HttpReactor` thread keeps
+  them all in flight on a selector, so slow or hanging services delay no other
+  probe; its completions run the same result handling as a worker's;
 * a small pool of action workers performs remediation (XML-RPC calls retried by
   the client's tenacity policy), so a slow restart never delays probing.
 
@@ -34,6 +38,7 @@ Published on the plugin bus (for metrics and alerts): ``health.result``
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 import itertools
@@ -57,8 +62,10 @@ from healthchecks.config import (
     load_healthchecks,
 )
 from healthchecks.heartbeat import HeartbeatCheck
+from healthchecks.http import HttpCheck
 from healthchecks.memory import MemoryCheck
 from healthchecks.probe import Probe, Verdict
+from healthchecks.reactor import HttpReactor
 from healthchecks.result import Check, CheckResult
 from listeners.plugin import PluginContext
 from manager.events import EventType, ProcessCommunication, ProcessStateChange
@@ -181,6 +188,8 @@ class HealthPlugin:
         self.heap_seq = itertools.count()
         #: when the scheduler thread will wake next (a nearer wake-up notifies it)
         self.sleep_until = -math.inf
+        #: runs the non-blocking HTTP checks; started with the first one
+        self.reactor: HttpReactor | None = None
         self.frozen = False
         self.thread = threading.Thread(target=self._run, name="vigil-health", daemon=True)
 
@@ -332,6 +341,8 @@ class HealthPlugin:
         self.thread.join(5)
         self.checks.shutdown(wait=False, cancel_futures=True)
         self.actions.shutdown(wait=False, cancel_futures=True)
+        if self.reactor is not None:
+            self.reactor.stop()
 
     def _run(self) -> None:
         while not self.ctx.stopping.is_set():
@@ -372,7 +383,14 @@ class HealthPlugin:
         if t.probe.due(now):
             lateness = t.probe.start(now)
             next(self.probes_started)
-            self.checks.submit(self._probe, t, lateness, now)
+            check = t.check
+            if isinstance(check, HttpCheck) and check.nonblocking:
+                if self.reactor is None:
+                    self.reactor = HttpReactor(self.clock)
+                    self.reactor.start()
+                self.reactor.submit(check, functools.partial(self._done, t, lateness, now))
+            else:
+                self.checks.submit(self._probe, t, lateness, now)
         change = t.breaker.advance(now)
         if change is not None and change.new is BreakerState.HALF_OPEN:
             self._maybe_trial(t, now)
@@ -381,11 +399,20 @@ class HealthPlugin:
             self._remediate(t, now, "FATAL recovery", start_only=True)
 
     def _probe(self, t: Target, lateness: float, submitted: float) -> None:
-        # Lateness as the check sees it: behind schedule when handed to the pool, plus
-        # the wait in the pool's queue for a free worker.
-        queue_wait = self.clock() - submitted
+        """A check pool worker: run the check, then handle its result."""
+        started = self.clock()
+        self._done(t, lateness, submitted, t.check.check(), started)
+
+    def _done(
+        self, t: Target, lateness: float, submitted: float, result: CheckResult, started: float
+    ) -> None:
+        """Count ``result`` (on a pool worker or the HTTP reactor's thread).
+
+        Lateness as the check sees it: behind schedule when claimed, plus the wait from
+        the claim to the check starting (the pool's queue, or the reactor's hand-over).
+        """
+        queue_wait = max(0.0, started - submitted)
         lateness += queue_wait
-        result = t.check.check()
         now = self.clock()
         with self.lock:
             verdict = t.probe.record(result, now)

@@ -25,6 +25,7 @@ from healthchecks.execcheck import OUTPUT_TAIL, ExecCheck
 from healthchecks.heartbeat import HeartbeatCheck
 from healthchecks.http import MAX_BODY, USER_AGENT, HttpCheck, parse_expect_status
 from healthchecks.memory import MemoryCheck, descendants, format_bytes, read_ppid, read_rss
+from healthchecks.reactor import HttpReactor
 from healthchecks.result import Check, CheckResult, run_guarded, short
 from healthchecks.tcp import TcpCheck
 
@@ -223,25 +224,54 @@ def web() -> Iterator[HttpServer]:
     yield from _serve()
 
 
-@pytest.fixture(params=["lean", "requests"])
+@pytest.fixture(params=["lean", "reactor", "requests"])
 def http_check(request: pytest.FixtureRequest) -> Iterator[Callable[..., HttpCheck]]:
     """``make(url, **kw)``: HttpChecks that are closed at teardown.
 
-    Every test using it runs twice: plain ``http://`` through the lean client, and through
-    ``requests`` (``lean=False``) — the two must give the same results.
+    Every test using it runs three times: plain ``http://`` through the lean client
+    (blocking), the same on an :class:`HttpReactor` (non-blocking), and through
+    ``requests`` (``lean=False``) — all must give the same results.
     """
     made: list[HttpCheck] = []
-    lean = request.param == "lean"
+    lean = request.param != "requests"
+    reactor = HttpReactor()
+    reactor.start()
 
     def make(url: str, **kw: object) -> HttpCheck:
-        check = HttpCheck(url, lean=lean, **kw)  # type: ignore[arg-type]
+        if request.param == "reactor":
+            check: HttpCheck = ReactorCheck(url, **kw)  # type: ignore[arg-type]
+            assert isinstance(check, ReactorCheck)
+            check.reactor = reactor
+        else:
+            check = HttpCheck(url, lean=lean, **kw)  # type: ignore[arg-type]
         assert (check.plain is not None) == (lean and url.startswith("http://"))
         made.append(check)
         return check
 
     yield make
+    reactor.stop()
     for check in made:
         check.close()
+
+
+class ReactorCheck(HttpCheck):
+    """An HttpCheck whose ``check()`` runs on an :class:`HttpReactor` when it can."""
+
+    reactor: HttpReactor
+
+    def check(self) -> CheckResult:
+        if not self.nonblocking:
+            return super().check()
+        got: list[CheckResult] = []
+        finished = threading.Event()
+
+        def done(result: CheckResult, started: float) -> None:
+            got.append(result)
+            finished.set()
+
+        self.reactor.submit(self, done)
+        assert finished.wait(10), "the reactor never completed the check"
+        return got[0]
 
 
 def test_http_200_passes(web: HttpServer, http_check: Callable[..., HttpCheck]) -> None:

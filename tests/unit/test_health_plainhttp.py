@@ -21,6 +21,8 @@ import requests
 
 from healthchecks.http import USER_AGENT, HttpCheck
 from healthchecks.plainhttp import HttpFailure, PlainConnection, build_request
+from healthchecks.reactor import HttpReactor
+from healthchecks.result import CheckResult
 
 LOCAL = "127.0.0.1"
 
@@ -48,7 +50,7 @@ class RawServer:
     def __post_init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind((LOCAL, 0))
-        self.sock.listen(16)
+        self.sock.listen(128)
         self.sock.settimeout(0.05)
         self.lock = threading.Lock()
 
@@ -125,20 +127,52 @@ def raw_server() -> Iterator[Callable[[Script], RawServer]]:
         server.sock.close()
 
 
-@pytest.fixture
-def check() -> Iterator[Callable[..., HttpCheck]]:
-    """``make(url, **kw)``: lean HttpChecks, closed at teardown."""
+@pytest.fixture(params=["blocking", "reactor"])
+def check(request: pytest.FixtureRequest) -> Iterator[Callable[..., HttpCheck]]:
+    """``make(url, **kw)``: lean HttpChecks, closed at teardown.
+
+    Every test using it runs twice: blocking ``check()``, and non-blocking on an
+    :class:`HttpReactor` — the two must give the same results.
+    """
     made: list[HttpCheck] = []
+    reactor = HttpReactor()
+    reactor.start()
 
     def make(url: str, **kw: object) -> HttpCheck:
-        c = HttpCheck(url, **kw)  # type: ignore[arg-type]
+        if request.param == "reactor":
+            c: HttpCheck = ReactorCheck(url, **kw)  # type: ignore[arg-type]
+            assert isinstance(c, ReactorCheck) and c.nonblocking
+            c.reactor = reactor
+        else:
+            c = HttpCheck(url, **kw)  # type: ignore[arg-type]
         assert c.plain is not None, "the lean client must serve this URL"
         made.append(c)
         return c
 
     yield make
+    reactor.stop()
     for c in made:
         c.close()
+
+
+class ReactorCheck(HttpCheck):
+    """An HttpCheck whose ``check()`` runs on an :class:`HttpReactor` when it can."""
+
+    reactor: HttpReactor
+
+    def check(self) -> CheckResult:
+        if not self.nonblocking:
+            return super().check()
+        got: list[CheckResult] = []
+        finished = threading.Event()
+
+        def done(result: CheckResult, started: float) -> None:
+            got.append(result)
+            finished.set()
+
+        self.reactor.submit(self, done)
+        assert finished.wait(10), "the reactor never completed the check"
+        return got[0]
 
 
 def reply(status: int, body: bytes = b"", *headers: str, version: str = "HTTP/1.1") -> bytes:
@@ -487,3 +521,86 @@ def test_build_request_refuses_header_injection() -> None:
         build_request("GET", "/", "h", [("X", "a\nB: c")])
     with pytest.raises(ValueError, match="invalid header"):
         build_request("GET", "/", "h", [("X:Y", "a")])
+
+
+# --- the reactor: many checks in flight on one thread ------------------------------------
+
+
+def test_reactor_serves_a_fast_check_while_fifty_hang(
+    raw_server: Callable[[Script], RawServer],
+) -> None:
+    hanging = raw_server(always(5.0))
+    fast = raw_server(always(reply(200, b"ok")))
+    reactor = HttpReactor()
+    reactor.start()
+    results: dict[str, list[tuple[CheckResult, float]]] = {"hang": [], "fast": []}
+    finished = threading.Event()
+    checks = [HttpCheck(hanging.url(f"/{i}"), timeout=1.0) for i in range(50)]
+    quick = HttpCheck(fast.url(), timeout=1.0)
+    try:
+
+        def on(kind: str) -> Callable[[CheckResult, float], None]:
+            def done(result: CheckResult, started: float) -> None:
+                results[kind].append((result, time.monotonic()))
+                if len(results["hang"]) == 50:
+                    finished.set()
+
+            return done
+
+        t0 = time.monotonic()
+        for c in checks:
+            reactor.submit(c, on("hang"))
+        wait_until_true(lambda: len(hanging.heads) == 50, 5)
+        reactor.submit(quick, on("fast"))
+        wait_until_true(lambda: bool(results["fast"]), 5)
+        ((fast_result, fast_at),) = results["fast"]
+        assert fast_result.ok and fast_at - t0 < 0.9  # not queued behind the hanging ones
+        assert results["hang"] == []
+        assert finished.wait(5)
+        assert all(r.detail == "timeout after 1.0s" for r, _ in results["hang"])
+        assert all(0.95 <= r.duration < 2.0 for r, _ in results["hang"])
+        assert reactor.completed == 51
+    finally:
+        reactor.stop()
+        for c in [*checks, quick]:
+            c.close()
+
+
+def test_reactor_stop_drops_what_is_in_flight_and_a_failing_handler_is_contained(
+    raw_server: Callable[[Script], RawServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    hanging = raw_server(always(5.0))
+    fast = raw_server(always(reply(200, b"ok")))
+    reactor = HttpReactor()
+    reactor.start()
+    calls: list[str] = []
+    hang, quick = HttpCheck(hanging.url(), timeout=3.0), HttpCheck(fast.url())
+
+    def broken(result: CheckResult, started: float) -> None:
+        calls.append("broken")
+        raise RuntimeError("handler bug")
+
+    try:
+        reactor.submit(quick, broken)
+        wait_until_true(lambda: calls == ["broken"], 5)
+        assert "a check's completion handler failed" in caplog.text
+        reactor.submit(quick, lambda r, s: calls.append(r.detail))  # the reactor still runs
+        wait_until_true(lambda: len(calls) == 2, 5)
+        reactor.submit(hang, lambda r, s: calls.append("hang"))
+        wait_until_true(lambda: len(hanging.heads) == 1, 5)
+    finally:
+        reactor.stop()
+    time.sleep(0.2)
+    assert calls == ["broken", f"HTTP 200 from {fast.url()}"]
+    reactor.submit(quick, lambda r, s: calls.append("after stop"))  # ignored
+    time.sleep(0.1)
+    assert len(calls) == 2
+    hang.close()
+    quick.close()
+
+
+def wait_until_true(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
