@@ -159,7 +159,8 @@ def read_records(path: Path) -> list[Record]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    for line in text[: text.rfind("\n") + 1].splitlines():  # not a line still being written
         parts = line.split()
         if len(parts) == 5:
             out.append(Record(int(parts[0]), int(parts[1]), int(parts[2]), parts[3], parts[4]))

@@ -68,12 +68,14 @@ def main() -> None:
         forever()
     elif mode == "talk":
         progress, i = Path(args[0]), 0
+        scratch = progress.with_name(progress.name + ".tmp")
         while True:
             for _ in range(10):
                 sys.stdout.write(f"line-{i:09d} ".ljust(199, "x") + "\n")
                 i += 1
             sys.stdout.flush()
-            progress.write_text(str(i))
+            scratch.write_text(str(i))
+            os.replace(scratch, progress)  # readers never see a half-written count
             time.sleep(0.01)
     else:
         raise SystemExit(f"unknown mode {mode}")
