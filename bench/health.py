@@ -412,6 +412,10 @@ def detect_table(contenders: list[Contender]) -> str:
 
 class _OkHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith("/hang/"):
+            time.sleep(2.0)  # longer than the checks' timeout: they give up first
+            self.close_connection = True
+            return
         ok = self.path.startswith("/ok/")
         body = b"ok" if ok else b"not found\n"
         self.send_response(200 if ok else 404)
@@ -445,7 +449,15 @@ def serve(port: int, keepalive: bool = False) -> None:
         server.server_close()
 
 
-def capacity_body(checks: int, period: float, d: Path, port: int, keepalive: bool = False) -> str:
+def capacity_body(
+    checks: int,
+    period: float,
+    d: Path,
+    port: int,
+    keepalive: bool = False,
+    hang: int = 0,
+    host: str = "127.0.0.1",
+) -> str:
     serve = f"--serve {port}" + (" --keepalive" if keepalive else "")
     out = [
         f"""
@@ -472,7 +484,7 @@ stderr_logfile = {d}/health.err
 [healthcheck:c{n}]
 program = web
 type = http
-url = http://127.0.0.1:{port}/ok/{n}
+url = http://{host}:{port}/{"hang" if n < hang else "ok"}/{n}
 period = {period}
 timeout = 1
 action = none
@@ -524,10 +536,16 @@ def hist_pct(h: dict[int, int], q: float, bucket: float) -> float:
 
 
 def capacity(
-    checks: int, seconds: float, warmup: float, period: float = 1.0, keepalive: bool = False
+    checks: int,
+    seconds: float,
+    warmup: float,
+    period: float = 1.0,
+    keepalive: bool = False,
+    hang: int = 0,
+    host: str = "127.0.0.1",
 ) -> dict[str, float]:
     def body(d: Path, port: int) -> str:
-        return capacity_body(checks, period, d, port, keepalive)
+        return capacity_body(checks, period, d, port, keepalive, hang, host)
 
     with cores([("vigild", "capacity", body)]) as (core,):
         listener, _ = core.wait_running("health", 60)
@@ -569,6 +587,8 @@ def capacity(
         "probes_per_check_min": float(min(per_check)),
         "probes_per_check_max": float(max(per_check)),
         "keepalive": float(keepalive),
+        "hang": float(hang),
+        "by_name": float(host != "127.0.0.1"),
         "listener_cpu_pct": cpu[0],
         "listener_cpu_ms_per_probe": 10.0 * cpu[0] * (t_b - t_a) / max(1, results),
         "server_cpu_pct": cpu[1],
@@ -635,6 +655,10 @@ def capacity_table(r: dict[str, float]) -> str:
     server = (
         "HTTP/1.1 keep-alive server" if r["keepalive"] else "HTTP/1.0 server (connect per probe)"
     )
+    if r["hang"]:
+        server += f", {r['hang']:.0f} of them hanging"
+    if r["by_name"]:
+        server += ", host by name (blocking checks in the worker pool)"
     out = [
         f"| {int(r['checks']):,} HTTP checks, period 1 s, {r['window_s']:.0f} s window, {server} "
         "| Vigil under vigild | target |",
@@ -662,6 +686,15 @@ def main() -> None:
     ap.add_argument(
         "--keepalive", action="store_true", help="capacity: the server keeps connections open"
     )
+    ap.add_argument(
+        "--hang", type=int, default=0, help="capacity: this many endpoints never answer in time"
+    )
+    ap.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="capacity: host in the URLs (a name, e.g. localhost, takes the blocking worker "
+        "pool instead of the non-blocking reactor)",
+    )
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve is not None:
@@ -682,7 +715,14 @@ def main() -> None:
         seconds = args.seconds or (30.0 if args.quick else 60.0)
         before = load()
         table = capacity_table(
-            capacity(args.checks, seconds, args.warmup, keepalive=args.keepalive)
+            capacity(
+                args.checks,
+                seconds,
+                args.warmup,
+                keepalive=args.keepalive,
+                hang=args.hang,
+                host=args.host,
+            )
         )
         print(f"{table}\n(load average before / after: {before} / {load()})", flush=True)
 
