@@ -25,7 +25,9 @@ ranges, ``200-399`` by default, as Kubernetes' ``httpGet``) and, if given,
   timeout bounding the whole exchange (headers too), no proxy. ``requests`` is
   kept for ``https://``, a ``session=`` passed in, ``lean=False``, and URLs the
   lean client does not take (user info, a target that needs quoting, headers
-  that are not Latin-1).
+  that are not Latin-1). When the host is an IP address the check can also run
+  without blocking on a :class:`~healthchecks.reactor.HttpReactor`
+  (:attr:`HttpCheck.nonblocking`, :meth:`HttpCheck.start_async`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ Contract (what :class:`~healthchecks.http.HttpCheck` relies on):
 * :meth:`PlainConnection.exchange` returns ``(status, body)`` or raises
   :class:`HttpFailure` whose ``detail`` is the check's one-line failure text
   (``connection refused``, ``timeout after 1.0s`` …). It never follows redirects.
+* :meth:`PlainConnection.start` / :meth:`PlainConnection.advance` do the same
+  exchange without blocking, for a selector (:mod:`healthchecks.reactor`), when
+  the host is an IP address. Both drivers run one protocol, written once as a
+  generator that yields what it waits for (:meth:`PlainConnection._steps`), so
+  they cannot disagree; the tests run every case through both.
 * ``deadline`` (on the injected clock) bounds everything: connect, sending,
   headers, every body read. A trickling server fails with a timeout.
 * At most ``max_body`` bytes of body are kept (``gzip``/``deflate`` bodies are
@@ -113,6 +118,14 @@ class PlainConnection:
         self._steps_: _Steps = self._steps(b"", "GET", 0, False)  # replaced by each start()
         #: connections opened, ever (tests and statistics)
         self.connects = 0
+        self._literal: tuple[socket.AddressFamily, tuple[str, int]] | None = None
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            self._literal = (family, (host, port))
 
     @property
     def open(self) -> bool:
@@ -240,12 +253,7 @@ class PlainConnection:
     @property
     def literal_address(self) -> tuple[socket.AddressFamily, tuple[str, int]] | None:
         """(family, address) when ``host`` is an IP address (no resolving needed), else None."""
-        try:
-            ip = ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        return family, (self.host, self.port)
+        return self._literal
 
     @property
     def sock(self) -> socket.socket | None:

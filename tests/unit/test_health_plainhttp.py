@@ -604,3 +604,43 @@ def wait_until_true(predicate: Callable[[], bool], timeout: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
+
+
+def test_ipv6_literal_host_blocking_and_on_the_reactor() -> None:
+    try:
+        server = socket.socket(socket.AF_INET6)
+        server.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server.listen(4)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply(200, b"v6", "Connection: close"))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    reactor = HttpReactor()
+    reactor.start()
+    try:
+        blocking = HttpCheck(f"http://[::1]:{port}/")
+        assert blocking.check().detail == f"HTTP 200 from http://[::1]:{port}/"
+        on_reactor = ReactorCheck(f"http://[::1]:{port}/", body_regex="v6")
+        on_reactor.reactor = reactor
+        assert on_reactor.nonblocking and on_reactor.check().ok
+        blocking.close()
+        on_reactor.close()
+    finally:
+        reactor.stop()
+        stop.set()
+        thread.join(5)
+        server.close()
