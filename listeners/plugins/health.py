@@ -44,6 +44,7 @@ import heapq
 import itertools
 import math
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from healthchecks.breaker import Breaker, BreakerState, BreakerTransition
 from healthchecks.config import (
     ActionKind,
+    CheckType,
     HealthCheckConfig,
     build_breaker,
     build_check,
@@ -77,6 +79,8 @@ __all__ = ["BreakerChange", "CheckOutcome", "HealthPlugin", "Remediation", "Targ
 E = EventType
 #: Seconds between getAllProcessInfo reconciliations.
 RECONCILE_EVERY = 30.0
+#: fds kept free besides the checks' connections (logs, XML-RPC, pipes, exec checks)
+FD_HEADROOM = 4096
 #: Most check worker threads (idle ones are reused first; see the module docstring).
 CHECK_WORKERS = 128
 
@@ -519,6 +523,28 @@ class HealthPlugin:
         )
 
 
+def raise_fd_limit(ctx: PluginContext, wanted: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (at most the hard limit).
+
+    Each plain-http check keeps its keep-alive connection open, one fd per probed
+    process (``group:*`` checks more); a listener at supervisord's usual 1024 would fail
+    probes with EMFILE — taken for unhealthy services — past about a thousand.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            ctx.log.warning("health: cannot raise the open-files limit to %d: %s", target, exc)
+            return
+        ctx.log.info("health: open-files limit raised from %d to %d", soft, target)
+    if target < wanted:
+        ctx.log.warning(
+            "health: the open-files limit (%d) is below the %d the checks may need", target, wanted
+        )
+
+
 def setup(ctx: PluginContext) -> None:
     if ctx.config is None:
         ctx.log.warning("health: no config file, no checks")
@@ -531,6 +557,8 @@ def setup(ctx: PluginContext) -> None:
         s.name.removeprefix("eventlistener:")
         for s in ctx.config.sections_with_prefix("eventlistener:")
     )
+    http_checks = sum(1 for cfg in configs if cfg.type is CheckType.HTTP)
+    raise_fd_limit(ctx, FD_HEADROOM + 2 * http_checks)
     plugin = HealthPlugin(ctx, configs, listener_groups=listener_groups)
     ctx.subscribe(plugin.on_state, E.PROCESS_STATE)
     ctx.subscribe(plugin.on_communication, E.PROCESS_COMMUNICATION)

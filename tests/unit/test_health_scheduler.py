@@ -7,6 +7,9 @@ does at each wake-up), collect the probes it hands to the pool, and run them.
 from __future__ import annotations
 
 import logging
+import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,3 +251,25 @@ def test_reconcile_rebuilds_the_heap_without_stale_entries(rig: Rig) -> None:
     assert sorted((e[0], e[2].cfg.name) for e in rig.plugin.heap) == sorted(
         (w, n) for n, w in live.items()
     )
+
+
+def test_setup_raises_the_open_files_limit_for_keep_alive_connections() -> None:
+    """Run in a child: the soft limit is lowered to 1024, then raised towards the need."""
+    code = dedent(
+        """
+        import logging, resource, threading
+        from listeners.plugin import PluginContext
+        from listeners.plugins.health import raise_fd_limit
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        ctx = PluginContext("health", None, logging.getLogger("t"), threading.Event(), {},
+                            lambda: None)
+        raise_fd_limit(ctx, 3000)
+        print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    soft, hard = int(out[0]), int(out[1])
+    assert soft == (3000 if hard == resource.RLIM_INFINITY else min(3000, hard))
