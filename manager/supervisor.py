@@ -24,8 +24,9 @@ thread, in callbacks:
 * a pool that stays full and accepts no event for STALL_AFTER seconds while
   producers or restarts wait on it is *stalled*: a listener that never answers
   (or FAILs forever) must not freeze the programs whose output it subscribes to.
-  A stalled pool holds nobody back and discards its oldest event when full, as
-  supervisord does, until one of its listeners accepts an event again.
+  A stalled pool holds nobody back and, at ``SPILL × buffer_size`` events,
+  discards its oldest event of any type (supervisord: at buffer_size), until one
+  of its listeners accepts an event again.
 
 Shutdown (SIGTERM/SIGINT/SIGQUIT, RPC ``shutdown``) stops groups one at a time in
 descending priority, waiting for each; reload (SIGHUP, RPC ``restart``) does the
@@ -60,7 +61,7 @@ from manager.events import (
 from manager.logfiles import RotatingFile, auto_log_path, cleanup_auto_logs
 from manager.loop import Loop, Timer
 from manager.osfacade import OS, RealOS, Spawned, SpawnSpec
-from manager.pool import ListenerPool
+from manager.pool import SPILL, ListenerPool
 from manager.process import Process
 from manager.states import RUNNING_STATES, STOPPED_STATES, ProcessState, SupervisorState
 
@@ -396,8 +397,8 @@ class Supervisor:
         self._on_pool_drain()
 
     def _overflow_stalled(self, pool: ListenerPool) -> None:
-        """A stalled pool keeps buffer_size events at most: discard the oldest, as supervisord."""
-        if len(pool.buffer) >= pool.config.buffer_size and self._is_stalled(pool):
+        """A stalled pool holds SPILL × buffer_size events of any type: discard the oldest."""
+        if len(pool.buffer) >= SPILL * pool.config.buffer_size and self._is_stalled(pool):
             dropped = pool.buffer.popleft()
             pool.discarded += 1
             self.log.error(

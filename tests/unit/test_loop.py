@@ -13,7 +13,7 @@ import pytest
 from manager.config import load_config
 from manager.events import RemoteCommunication
 from manager.loop import Loop
-from manager.pool import ListenerPool
+from manager.pool import SPILL, ListenerPool
 from manager.states import ProcessState
 from manager.supervisor import STALL_AFTER, Supervisor
 
@@ -125,11 +125,12 @@ def test_a_full_pool_that_accepts_nothing_for_stall_after_is_stalled(
     loop.run_once(max_wait=0)
     assert sup.room_for(pool)  # stalled: producers go on
     assert "pool p has accepted no event for 5 seconds with its buffer full" in caplog.text
-    for i in range(3, 10):  # ... and it keeps buffer_size events, discarding the oldest
+    cap = SPILL * 2  # ... and holds SPILL × buffer_size events, discarding the oldest
+    for i in range(3, cap + 10):
         sup.emit(RemoteCommunication("t", str(i)))
     held = list(pool.buffer)
-    assert [b.event.payload() for b in held] == ["type:t\n8", "type:t\n9"]
-    assert pool.discarded == 7
+    assert [b.event.payload() for b in held] == [f"type:t\n{i}" for i in range(10, cap + 10)]
+    assert pool.discarded == 9  # events 1..9 (event 0 is in flight)
     assert f"pool p event buffer overflowed, discarding event {held[0].serial - 1}" in caplog.text
     # One accepted event ends the stall: backpressure again.
     pool.receive("p", b"RESULT 2\nOK")
