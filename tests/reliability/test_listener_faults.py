@@ -262,6 +262,9 @@ stderr_logfile = NONE
         assert complete == [True, True]
         assert (g.lost, g.order_violations, g.unexpected, g.duplicates) == (0, 0, 0, 0), g
         assert foreign == 0
+        # ... and each stuck pool was declared stalled (restarts no longer wait for it).
+        for name in ("fail", "garbage", "silent"):
+            assert f"pool {name} has accepted no event for 5 seconds" in log, name
 
 
 # ---------------------------------------------------------------------------------------------
