@@ -12,6 +12,7 @@ as supervisord's ``setpgrp``), its own pipes, ``close_fds``, and
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pwd
 import stat
@@ -22,6 +23,8 @@ from typing import Protocol
 
 from manager.faults import Fault
 from manager.watchdog import Watchdog
+
+_log = logging.getLogger("vigild")
 
 __all__ = ["OS", "RealOS", "SpawnError", "SpawnSpec", "Spawned", "resolve_command"]
 
@@ -98,6 +101,8 @@ class RealOS:
 
     def __init__(self, *, watchdog: Watchdog | None = None) -> None:
         self._watchdog = watchdog
+        #: Children spawned and not reaped yet (told to a replacement watchdog).
+        self._live: set[int] = set()
 
     def spawn(self, spec: SpawnSpec) -> Spawned:
         if not spec.argv:
@@ -164,14 +169,32 @@ class RealOS:
             os.close(err_w)
         # The core reaps with waitpid(-1): keep Popen from ever waiting for or warning about it.
         p.returncode = 0
+        self._live.add(p.pid)
         if self._watchdog is not None:
             self._watchdog.spawned(p.pid)
         return Spawned(pid=p.pid, stdin=in_w, stdout=out_r, stderr=err_r)
 
     def released(self, pid: int) -> None:
-        """A child was reaped."""
-        if self._watchdog is not None:
-            self._watchdog.reaped(pid)
+        """A child was reaped — or the watchdog itself, which is then replaced."""
+        self._live.discard(pid)
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        if pid != watchdog.pid:
+            watchdog.reaped(pid)
+        elif watchdog.restart(self._live):
+            _log.warning(
+                "the orphan watchdog (pid %d) died; a new one (pid %d) watches %d children",
+                pid,
+                watchdog.pid,
+                len(self._live),
+            )
+        else:
+            _log.error(
+                "the orphan watchdog (pid %d) died and cannot be replaced: children will "
+                "outlive vigild if it is killed",
+                pid,
+            )
 
     def kill(self, pid: int, sig: int, *, group: bool) -> None:
         if group:

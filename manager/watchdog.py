@@ -8,6 +8,8 @@ writes ``+PID`` when it spawns a child and ``-PID`` when it reaps one. When the
 pipe reports EOF — vigild has exited, however it died — the watchdog SIGKILLs the
 process group of every child still registered (each child leads its own group)
 and exits. After a clean shutdown every child was reaped, so it kills nothing.
+If the watchdog itself dies (killed by hand, by the OOM killer), vigild reaps it and
+:meth:`Watchdog.restart` forks a new one that is told of every live child.
 
 Costs: one fork at start-up and one short write per spawn and per reap (a
 ``preexec_fn`` doing ``PR_SET_PDEATHSIG`` would make every spawn a full fork of the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterable
 
 __all__ = ["Watchdog"]
 
@@ -55,6 +58,23 @@ class Watchdog:
 
     def reaped(self, pid: int) -> None:
         self._send(f"-{pid}\n")
+
+    def restart(self, live: Iterable[int]) -> bool:
+        """The watchdog died (vigild reaped it): fork a new one watching ``live``.
+
+        Returns False if it could not be forked; orphan protection is then off.
+        """
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            new = Watchdog.start()
+        except OSError:
+            return False
+        self._fd, self.pid = new._fd, new.pid
+        for pid in live:
+            self.spawned(pid)
+        return True
 
     def close(self) -> None:
         """Clean exit: EOF for the watchdog, which then exits (killing nothing left)."""

@@ -30,6 +30,7 @@ from tests.support.faults import (
     CHILD,
     LISTENER,
     alive,
+    children_of,
     figure,
     group_members,
     kill_pids,
@@ -417,3 +418,34 @@ stderr_logfile = NONE
         after = _fds(sv.pid)
         figure("daemonizing-fds", core, starts=starts, core_fds=[before, after])
         assert after <= before, (before, after)
+
+
+def test_vigild_replaces_a_killed_watchdog(supervisor_factory: Factory, tmp_path: Path) -> None:
+    """The watchdog SIGKILLed: vigild logs it and forks a new one; a SIGKILL of vigild then
+    still leaves no orphan (before: "reaped unknown pid" at INFO, and every child survived)."""
+    n = 5
+    hold = _hold(tmp_path)
+    body = "".join(
+        f"[program:w{i}]\ncommand = {hold} 600\nstartsecs = 0\n"
+        "stdout_logfile = NONE\nstderr_logfile = NONE\n\n"
+        for i in range(n)
+    )
+    with _reaping(hold):
+        sv = supervisor_factory(
+            body, command=core_command(Path("{conf}"), "vigild"), loglevel="info"
+        )
+        sv.wait_for(lambda: _all_running(sv, n), 30, f"{n} children RUNNING")
+        pids = {int(i["pid"]) for i in sv.rpc().supervisor.getAllProcessInfo()}
+        (watchdog,) = children_of(sv.pid) - pids
+        os.kill(watchdog, signal.SIGKILL)
+        line = re.compile(rf"the orphan watchdog \(pid {watchdog}\) died; a new one \(pid (\d+)\)")
+        sv.wait_for(lambda: line.search(sv.log_text()) is not None, 5, "the watchdog replaced")
+        match = line.search(sv.log_text())
+        assert match is not None
+        new = int(match[1])
+        assert children_of(sv.pid) - pids == {new}
+        assert f"watches {n} children" in sv.log_text()
+        os.kill(sv.pid, signal.SIGKILL)
+        sv.proc.wait(10)
+        wait_until(lambda: not any(alive(p) for p in pids), 5, "the children to die with vigild")
+        figure("watchdog-replaced", "vigild", children=n, orphans_after_sigkill=0)

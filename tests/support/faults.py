@@ -28,6 +28,7 @@ __all__ = [
     "Record",
     "account",
     "alive",
+    "children_of",
     "cpu_seconds",
     "figure",
     "group_members",
@@ -217,3 +218,13 @@ def figure(scenario: str, core: str, **values: object) -> None:
     if target:
         with open(target, "a") as f:
             f.write(line + "\n")
+
+
+def children_of(pid: int) -> set[int]:
+    """Live (non-zombie) processes whose parent is ``pid``."""
+    found = set()
+    for p in _all_pids():
+        fields = _stat(p)
+        if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(p)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -13,9 +14,11 @@ import pytest
 from manager.config import load_config
 from manager.events import RemoteCommunication
 from manager.loop import Loop
+from manager.osfacade import RealOS, SpawnSpec
 from manager.pool import SPILL, ListenerPool
 from manager.states import ProcessState
 from manager.supervisor import STALL_AFTER, Supervisor
+from manager.watchdog import Watchdog
 
 
 class FakeClock:
@@ -187,3 +190,36 @@ def test_a_reaped_childs_pipes_are_closed_though_its_daemon_holds_them(tmp_path:
             os.kill(daemon, signal.SIGKILL)  # not our child (reparented): init reaps it
         sup.close_children_io()
         loop.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the orphan watchdog is replaced when it dies
+
+
+def test_a_dead_watchdog_is_replaced_and_told_every_live_child(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watchdog = Watchdog.start()
+    real = RealOS(watchdog=watchdog)
+    child = real.spawn(SpawnSpec(argv=["sleep", "30"], env=dict(os.environ)))
+    old = watchdog.pid
+    try:
+        os.kill(old, signal.SIGKILL)
+        os.waitpid(old, 0)
+        real.released(old)  # what vigild's reaper does with any pid
+        assert watchdog.pid != old
+        os.kill(watchdog.pid, 0)
+        assert f"the orphan watchdog (pid {old}) died; a new one" in caplog.text
+        # As if vigild died: the new watchdog sees EOF and kills the child it was told of.
+        watchdog.close()
+        _, status = os.waitpid(child.pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+        for fd in (child.stdin, child.stdout, child.stderr):
+            if fd is not None:
+                os.close(fd)
+        watchdog.close()
