@@ -561,6 +561,10 @@ def capacity(
         cpu_b = [proc_stat(p) for p in (listener, web_pid, core.proc.pid)]
         if None in cpu_a or None in cpu_b:
             raise RuntimeError(f"a process died during the run\n{core.tail('health.err')}")
+        status = Path(f"/proc/{listener}/status").read_text()
+        rss_kb = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
+        threads = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("Threads:"))
+        fds = len(os.listdir(f"/proc/{listener}/fd"))
     wall = b["t"] - a["t"]
     cpu = [
         100.0 * (y[1] - x[1]) / (t_b - t_a)
@@ -590,6 +594,9 @@ def capacity(
         "hang": float(hang),
         "by_name": float(host != "127.0.0.1"),
         "listener_cpu_pct": cpu[0],
+        "listener_rss_mib": rss_kb / 1024,
+        "listener_threads": float(threads),
+        "listener_fds": float(fds),
         "listener_cpu_ms_per_probe": 10.0 * cpu[0] * (t_b - t_a) / max(1, results),
         "server_cpu_pct": cpu[1],
         "vigild_cpu_pct": cpu[2],
@@ -646,6 +653,12 @@ def capacity_table(r: dict[str, float]) -> str:
         ),
         ("failed probes", f"{r['failures']:.0f}", "0"),
         ("probe duration p50 / p99 / mean / max", ms("duration"), "—"),
+        (
+            "listener VmRSS / threads / open fds at the end",
+            f"{r['listener_rss_mib']:.1f} MiB / {r['listener_threads']:.0f} / "
+            f"{r['listener_fds']:.0f}",
+            "—",
+        ),
         (
             "HTTP server CPU / vigild CPU",
             f"{r['server_cpu_pct']:.0f} % / {r['vigild_cpu_pct']:.0f} %",
