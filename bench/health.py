@@ -23,7 +23,8 @@
    with ``--keepalive``). After a warm-up, over the measured window: the listener's CPU
    (``/proc/<pid>/stat`` utime+stime) as % of a core and as CPU ms per probe (independent of
    the machine's load, unlike the lateness), probe lateness p50/p99/max (due → the check
-   starting in a worker, so the pool's queue included) and missed periods
+   begun: in a pool worker, or on the HTTP reactor for plain-http checks of an IP address,
+   so the pool's queue or the reactor's hand-over included) and missed periods
    (``bench/programs/health_stats.py``'s snapshots), probe duration, results per second.
 
 Usage: ``python -m bench.health [--quick] [--only detect,capacity] [--keepalive]``; prints
@@ -625,12 +626,16 @@ def capacity_table(r: dict[str, float]) -> str:
             "—",
         ),
         (
-            "probe lateness p50 / **p99** / mean / max (due → check starts in a worker)",
+            "probe lateness p50 / **p99** / mean / max (due → check begun)",
             ms("lateness"),
             "p99 ≤ 100 ms",
         ),
         ("of which: due → claimed by the scheduler", ms("claim_lateness"), "—"),
-        ("of which: wait in the check pool's queue", ms("queue_wait"), "—"),
+        (
+            "of which: claimed → begun (pool queue, or hand-over to the HTTP reactor)",
+            ms("queue_wait"),
+            "—",
+        ),
         (
             "missed periods (Σ ⌊lateness / period⌋ over the probes)",
             f"{r['missed_periods']:.0f}",

@@ -8,11 +8,12 @@ and keeps, cumulatively since start:
 * ``missed``: whole periods missed, ``floor(lateness / period)`` summed over the probes, with
   the published lateness (queue wait included, so at least the probe's own ``skipped``
   count; periods come from the ``[healthcheck:x]`` sections);
-* ``lateness``: the published lateness: due time → the check starting in a pool worker
-  (it includes the wait in the pool's queue);
+* ``lateness``: the published lateness: due time → the check begun (in a pool worker, or
+  on the HTTP reactor), so it includes the wait in the pool's queue or the hand-over;
 * ``claim_lateness``: due time → the scheduler claiming the probe and handing it to the
   pool (``lateness − queue_wait``);
-* ``queue_wait``: the wait in the check pool's queue (published by the health plugin);
+* ``queue_wait``: claimed → begun: the wait in the check pool's queue, or the hand-over to
+  the HTTP reactor (published by the health plugin);
 * ``duration``: the check's own duration;
 * ``per_check``: results per check name.
 

@@ -89,8 +89,8 @@ CHECK_WORKERS = 128
 class CheckOutcome:
     """One probe's result; ``lateness`` = start of the check minus its due time (s).
 
-    ``queue_wait`` is the part of ``lateness`` spent in the check pool's queue (from the
-    scheduler claiming the probe to a worker starting it).
+    ``queue_wait`` is the part of ``lateness`` from the scheduler claiming the probe to the
+    check beginning (the check pool's queue, or the hand-over to the HTTP reactor).
     """
 
     check: str
