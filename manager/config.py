@@ -76,6 +76,7 @@ from manager.ini import (
 
 __all__ = [
     "DEFAULT_RESULT_HANDLER",
+    "MAX_NUMPROCS",
     "Config",
     "GroupConfig",
     "InetHttpServerConfig",
@@ -92,6 +93,8 @@ __all__ = [
 _T = TypeVar("_T")
 
 MB = 1024 * 1024
+#: most processes one [program:x] / [eventlistener:x] section may ask for (``numprocs``)
+MAX_NUMPROCS = 10_000
 #: supervisord's default ``result_handler``.
 DEFAULT_RESULT_HANDLER = results.DEFAULT_RESULT_HANDLER
 
@@ -507,6 +510,9 @@ class _Loader:
         stopasgroup = get("stopasgroup", parse_bool, False)
         serverurl = self.optional(s, "serverurl", str, once)
         numprocs = get("numprocs", _int, 1)
+        if numprocs > MAX_NUMPROCS:
+            # each one is a process; without a bound, numprocs = 2147483648 hangs the load
+            raise s.error("numprocs", f"at most {MAX_NUMPROCS:,} processes per section")
         numprocs_start = get("numprocs_start", _int, 0)
         # The keys supervisord evaluates once per section; per-process ones are placeholders.
         template = ProcessConfig(

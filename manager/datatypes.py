@@ -30,6 +30,7 @@ import grp
 import os
 import pwd
 import signal
+import stat
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,7 +338,7 @@ def existing_directory(text: str, *, cwd: Path) -> str:
         ValueError: ``/nope is not an existing directory``.
     """
     expanded = os.path.expanduser(text)
-    if (cwd / expanded).is_dir():
+    if _is_dir(cwd / expanded, text):
         return expanded
     raise ValueError(f"{text} is not an existing directory")
 
@@ -355,9 +356,23 @@ def existing_dirpath(text: str, *, cwd: Path) -> str:
     """
     expanded = os.path.expanduser(text)
     parent = os.path.dirname(expanded)
-    if not parent or (cwd / parent).is_dir():
+    if not parent or _is_dir(cwd / parent, text):
         return expanded
     raise ValueError(f"The directory named as part of the path {text} does not exist")
+
+
+def _is_dir(path: Path, text: str) -> bool:
+    """Whether ``path`` is a directory; a path the OS cannot even look up is a ValueError.
+
+    ``Path.is_dir`` answers False for a missing path but raises for others (a name
+    longer than NAME_MAX, a permission problem), which must not escape a config load.
+    """
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ValueError(f"{exc.strerror or exc}: cannot check the path {text}") from None
 
 
 def logging_level(text: str) -> str:

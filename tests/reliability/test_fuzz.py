@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from bench.soak import core_fds, core_rss_kb, core_zombies
@@ -220,6 +221,26 @@ def _check_config_error(exc: ConfigError, files: list[Path]) -> None:
         assert exc.key in msg, msg
 
 
+class TooSlow(Exception):
+    """A config load that did not finish within its time limit (a hang is a defect too)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`TooSlow` in the block after ``seconds`` (SIGALRM; main thread only)."""
+
+    def alarm(signum: int, frame: object) -> None:
+        raise TooSlow(f"took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 @pytest.fixture(scope="module")
 def config_dir() -> Iterator[Path]:
     """A directory for the config fuzzers (hypothesis forbids function-scoped tmp_path)."""
@@ -236,6 +257,10 @@ def config_dir() -> Iterator[Path]:
     main=st.lists(_mutation, min_size=1, max_size=6),
     included=st.lists(_mutation, max_size=3),
 )
+# found by the full run: the padded path made Path.is_dir raise ENAMETOOLONG (an OSError),
+# and numprocs = 99999999999999999999999 made the load build processes for ever
+@example(main=[_Mutation("value", 1, "%(here)999s")], included=[])
+@example(main=[_Mutation("value", 21, "99999999999999999999999")], included=[])
 def test_mutated_config_loads_or_is_one_clear_config_error(
     config_dir: Path, main: list[_Mutation], included: list[_Mutation]
 ) -> None:
@@ -245,7 +270,8 @@ def test_mutated_config_loads_or_is_one_clear_config_error(
     path.write_text(_mutate(BASE_CONFIG, main), errors="surrogateescape")
     inc.write_text(_mutate(INCLUDED, included), errors="surrogateescape")
     try:
-        config = load_config(path, environ={"HOME": "/root"}, cwd=config_dir)
+        with _time_limit(10):
+            config = load_config(path, environ={"HOME": "/root"}, cwd=config_dir)
     except ConfigError as exc:
         _check_config_error(exc, [path, inc])
         event(f"ConfigError: {exc.why[:25]}")
@@ -264,7 +290,8 @@ def test_random_bytes_as_config_are_one_clear_config_error(config_dir: Path, dat
     path = config_dir / "bytes.conf"
     path.write_bytes(data)
     try:
-        load_config(path, environ={}, cwd=config_dir)
+        with _time_limit(10):
+            load_config(path, environ={}, cwd=config_dir)
     except ConfigError as exc:
         _check_config_error(exc, [path])
 

@@ -16,6 +16,7 @@ import pytest
 
 from manager.config import (
     DEFAULT_RESULT_HANDLER,
+    MAX_NUMPROCS,
     Config,
     GroupConfig,
     InetHttpServerConfig,
@@ -440,6 +441,39 @@ def test_numprocs_names_processes_from_numprocs_start(tmp_path: Path) -> None:
         ("/bin/worker", "--id", str(n), "--of", "3") for n in (5, 6, 7)
     ]
     assert group.processes[0].namespec == "w:w_05"
+
+
+@pytest.mark.parametrize("section", ["program", "eventlistener"])
+def test_numprocs_over_the_limit_is_a_config_error_not_a_hang(tmp_path: Path, section: str) -> None:
+    """Found by fuzzing: numprocs = 2147483648 made the load build processes for ever."""
+    message = error(
+        tmp_path,
+        f"""
+        [supervisord]
+        [{section}:w]
+        command = /bin/cat
+        events = TICK_5
+        numprocs = 2147483648
+        process_name = %(process_num)d
+        """,
+    )
+    assert message.endswith(
+        f"[{section}:w] numprocs = '2147483648': at most {MAX_NUMPROCS:,} processes per section"
+    )
+
+
+def test_numprocs_of_exactly_the_limit_is_accepted(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        f"""
+        [supervisord]
+        [program:w]
+        command = /bin/true
+        numprocs = {MAX_NUMPROCS}
+        process_name = %(process_num)d
+        """,
+    )
+    assert len(config.groups[0].processes) == MAX_NUMPROCS
 
 
 def test_numprocs_above_one_needs_process_num_in_process_name(tmp_path: Path) -> None:

@@ -320,6 +320,23 @@ def test_existing_dirpath_checks_only_the_directory_part(tmp_path: Path) -> None
     assert str(info.value) == "The directory named as part of the path nope/x.log does not exist"
 
 
+def test_path_too_long_to_look_up_is_a_value_error_not_an_oserror(tmp_path: Path) -> None:
+    """Found by fuzzing: ``logfile = %(here)999s/x`` made ``Path.is_dir`` raise ENAMETOOLONG."""
+    long_name = " " * 1000 + "/logs"
+    with pytest.raises(ValueError, match="File name too long: cannot check the path  "):
+        existing_directory(long_name, cwd=tmp_path)
+    with pytest.raises(ValueError, match="File name too long: cannot check the path  "):
+        existing_dirpath(long_name + "/x.log", cwd=tmp_path)
+
+
+def test_a_file_where_a_directory_is_expected_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="f/sub is not an existing directory"):
+        existing_directory("f/sub", cwd=tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        existing_dirpath("f/x.log", cwd=tmp_path)
+
+
 @pytest.mark.parametrize("level", LOG_LEVELS)
 def test_logging_level_accepts_supervisord_names_any_case(level: str) -> None:
     assert logging_level(level.upper()) == level
