@@ -16,7 +16,14 @@ soak. At each: the listener's and the core's open fds and VmRSS. Then:
   ``supervisor_process_restarts_total{cause="health"}``; no failed action; the breaker
   never left CLOSED (no transition logged, ``vigil_breaker_state`` 0) and never refused.
 
-CI runs ``scaled(60, 1000)`` restarts under each core; ``VIGIL_RELIABILITY=full`` runs 1,000.
+A second scenario lets the breaker trip (``max_restarts = 3``, ``breaker_cooldown = 0.3``):
+after 3 restarts it opens, then allows one trial restart per cooldown (OPEN → HALF_OPEN →
+trial → OPEN) until the program is healthy again (→ CLOSED). Restarts issued == 3 +
+trials == restart cycles observed == the metrics' counts; one trip, one refusal, every
+trial ended OPEN again or (the last) CLOSED.
+
+CI runs ``scaled(60, 1000)`` restarts and ``scaled(15, 100)`` trials under each core;
+``VIGIL_RELIABILITY=full`` runs 1,000 and 100.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,7 @@ from tests.support.net import free_port
 from tests.support.supervisor import PYTHON, VIGIL_LISTENER, Supervisor
 
 RESTARTS = scaled(60, 1000)
+TRIALS = scaled(15, 100)
 WARMUP_RESTARTS = 10
 RSS_GROWTH_LIMIT_KB = 5 * 1024
 RECORDER = Path(__file__).resolve().parent / "programs_soak" / "soak_recorder.py"
@@ -71,7 +80,13 @@ while True:
 """
 
 
-def config(tmp: Path, port: int, metrics_port: int) -> str:
+#: the breaker keeps allowing: far more restarts than the run makes, in a 1 s window
+ALLOWING = "max_restarts = 1000000\nrestart_window = 1\nbreaker_cooldown = 600\n"
+#: the breaker trips after 3 restarts and then allows one trial restart every 0.3 s
+TRIPPING = "max_restarts = 3\nrestart_window = 600\nbreaker_cooldown = 0.3\n"
+
+
+def config(tmp: Path, port: int, metrics_port: int, breaker: str = ALLOWING) -> str:
     return f"""
 [program:sick]
 command = {PYTHON} {tmp}/sick.py {port} {tmp}/healthy
@@ -107,10 +122,7 @@ period = 0.05
 timeout = 0.5
 initial_delay = 0.1
 failure_threshold = 1
-max_restarts = 1000000
-restart_window = 1
-breaker_cooldown = 600
-"""
+{breaker}"""
 
 
 def fd_targets(pid: int) -> list[str]:
@@ -150,6 +162,8 @@ def zombie_children(*parents: int) -> list[int]:
 
 
 _RESTART = re.compile(r"\brestart sick \(sick: .*?\)( failed: .*)?$", re.MULTILINE)
+_TRANSITION = re.compile(r"\bbreaker sick for sick: (\w+) -> (\w+) \(")
+_REFUSED = re.compile(r"\bsick: breaker \w+, not restarting \(")
 
 
 @dataclass
@@ -157,6 +171,8 @@ class Counts:
     issued: int  # restart actions the plugin logged as done
     failed: int  # restart actions the plugin logged as failed
     breaker_lines: int  # breaker transitions or refusals logged
+    transitions: Counter[tuple[str, str]]  # (from, to) breaker transitions logged
+    refusals: int  # restarts the breaker refused (logged)
     cycles: int  # STOPPING→STOPPED→STARTING→RUNNING sequences of sick
     runs: int  # RUNNING events of sick
     other: list[str]  # sick transitions outside those sequences
@@ -185,7 +201,9 @@ class Counts:
         return cls(
             issued=sum(1 for f in found if not f),
             failed=sum(1 for f in found if f),
-            breaker_lines=log.count("breaker "),
+            breaker_lines=len(_TRANSITION.findall(log)) + len(_REFUSED.findall(log)),
+            transitions=Counter(_TRANSITION.findall(log)),
+            refusals=len(_REFUSED.findall(log)),
             cycles=cycles,
             runs=states.count("RUNNING"),
             other=other,
@@ -319,3 +337,58 @@ def test_health_restarts_under_the_breaker_leak_nothing_and_are_all_accounted_fo
     assert after.listener_fds <= before.listener_fds, (before, after)
     assert after.core_fds <= before.core_fds, (before, after)
     assert after.listener_rss_kb - before.listener_rss_kb <= RSS_GROWTH_LIMIT_KB, (before, after)
+
+
+def test_a_tripping_breaker_cycles_and_every_trial_restart_is_accounted_for(
+    any_core: Callable[..., Supervisor], core: str, tmp_path: Path
+) -> None:
+    """max_restarts 3, cooldown 0.3 s: 3 restarts, OPEN, then one trial restart per cooldown
+    (OPEN → HALF_OPEN → trial → OPEN) until the program is made healthy (→ CLOSED)."""
+    port, metrics_port = free_port(), free_port()
+    (tmp_path / "sick.py").write_text(SICK)
+    (tmp_path / "healthy").touch()
+    sv = any_core(config(tmp_path, port, metrics_port, TRIPPING))
+    sv.wait_state("sick", "RUNNING")
+    listener = int(sv.wait_state("health", "RUNNING")["pid"])
+
+    seconds = sicken_until(tmp_path, 3 + TRIALS)
+    counts = heal_and_settle(sv, tmp_path, listener).counts
+    samples = scrape(metrics_port)
+    labels = frozenset({"check": "sick", "group": "sick", "name": "sick"}.items())
+    t = counts.transitions
+    trials = t[("OPEN", "HALF_OPEN")]
+    zombies = zombie_children(sv.pid, listener)
+    figure(
+        "health restarts under a tripping breaker",
+        core,
+        restarts=counts.issued,
+        seconds=round(seconds, 1),
+        trials=trials,
+        transitions={f"{a}->{b}": n for (a, b), n in sorted(t.items())},
+        refusals=counts.refusals,
+        observed_cycles=counts.cycles,
+        zombies=len(zombies),
+    )
+    assert trials >= TRIALS
+    assert not zombies
+    # 3 restarts in the window, then one per trial; every one observed as a restart cycle
+    assert counts.issued == 3 + trials
+    assert counts.failed == 0 and counts.other == [], counts.other
+    assert counts.cycles == counts.issued and counts.runs == counts.issued + 1
+    # the breaker's own story adds up: tripped once (the one refusal), each trial ended
+    # OPEN again or (the last, once healthy) CLOSED, and it is CLOSED at the end
+    assert t[("CLOSED", "OPEN")] == 1 and counts.refusals == 1
+    assert t[("HALF_OPEN", "OPEN")] + t[("HALF_OPEN", "CLOSED")] == trials
+    assert t[("HALF_OPEN", "CLOSED")] + t[("OPEN", "CLOSED")] == 1
+    assert set(t) <= {
+        ("CLOSED", "OPEN"),
+        ("OPEN", "HALF_OPEN"),
+        ("HALF_OPEN", "OPEN"),
+        ("HALF_OPEN", "CLOSED"),
+        ("OPEN", "CLOSED"),
+    }, t
+    assert samples.get(("vigil_breaker_state", labels)) == 0
+    remediations = labels | {("action", "restart"), ("result", "ok")}
+    assert samples.get(("vigil_remediations_total", remediations)) == counts.issued
+    restarts = frozenset({"group": "sick", "name": "sick", "cause": "health"}.items())
+    assert samples.get(("supervisor_process_restarts_total", restarts)) == counts.issued
