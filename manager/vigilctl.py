@@ -20,9 +20,10 @@ LSB init exit codes (0/1/2/3/4/5/7) and the LSB status codes (3/4) of ``status``
 
 Differences from supervisorctl, all deliberate:
 
-* No command at all prints :data:`USAGE` to stderr and exits 2 (supervisorctl would
-  start its interactive shell); there is no ``-i``, ``-r`` or interactive shell, and
-  ``fg`` only says so (exit 1).
+* No command (or ``-i``) starts supervisorctl's shell (:meth:`Controller.cmdloop`):
+  ``status`` first, then one command per line after ``<prompt>> `` until ``quit``,
+  ``exit`` or end of input, exit 0; readline history with ``-r`` / ``history_file``.
+  ``fg`` is not there: it says so (exit 1) and points to ``tail -f``.
 * ``tail -f`` polls ``tailProcessStdoutLog``/``tailProcessStderrLog`` every 0.2 s and
   ``maintail -f`` polls ``readLog`` instead of streaming ``/logtail``; the output
   (``==> Press Ctrl-C to exit <==``, the last 1024 bytes, then new bytes, a log that
@@ -40,7 +41,9 @@ Differences from supervisorctl, all deliberate:
 
 from __future__ import annotations
 
+import atexit
 import cmd
+import contextlib
 import enum
 import errno
 import getopt
@@ -92,19 +95,21 @@ Options:
 -c/--configuration FILENAME -- configuration file path (searches if not given);
      only its [supervisorctl] section is read
 -h/--help -- print usage message and exit
+-i/--interactive -- start the interactive shell after executing commands
 -s/--serverurl URL -- URL on which supervisord server is listening
      (default "http://localhost:9001").
 -u/--username USERNAME -- username to use for authentication with server
 -p/--password PASSWORD -- password to use for authentication with server
+-r/--history_file FILE -- keep a readline history (if readline is available)
 
 action [arguments] -- as supervisorctl: status, start, stop, restart, signal, pid,
 tail, maintail, clear, avail, reread, update, add, remove, reload, shutdown,
 version, open, help.  Use the action "help" to list them.
 
-Without an action vigilctl prints this message and exits with status 2 (there is
-no interactive shell).  Otherwise the exit status is supervisorctl's: 0 success,
-1 error, 2 invalid arguments, 3 (status) not running, 4 (status) unknown or
-server unreachable, 7 not running / socket file missing.
+Without an action vigilctl starts the interactive shell (exit status 0).
+Otherwise the exit status is supervisorctl's: 0 success, 1 error, 2 invalid
+arguments, 3 (status) not running, 4 (status) unknown or server unreachable,
+7 not running / socket file missing.
 """
 
 #: exit status for usage and configuration errors (as supervisorctl's ``usage()``)
@@ -265,10 +270,24 @@ class CtlOptions:
     configfile: Path | None = None
     #: ``-h`` was given
     help: bool = False
+    #: run the shell: ``-i``, or no command given
+    interactive: bool = False
+    #: ``[supervisorctl] prompt``; the shell shows ``<prompt>> ``
+    prompt: str = "supervisor"
+    #: ``-r`` or ``[supervisorctl] history_file``: the shell's readline history
+    history_file: str | None = None
 
 
-_SHORT = "h?c:s:u:p:"
-_LONG = ["help", "configuration=", "serverurl=", "username=", "password="]
+_SHORT = "h?ic:s:u:p:r:"
+_LONG = [
+    "help",
+    "interactive",
+    "configuration=",
+    "serverurl=",
+    "username=",
+    "password=",
+    "history_file=",
+]
 _OPTION_NAMES = {
     "-c": "configfile",
     "--configuration": "configfile",
@@ -276,6 +295,8 @@ _OPTION_NAMES = {
     "--serverurl": "serverurl",
     "-u": "username",
     "--username": "username",
+    "-r": "history_file",
+    "--history_file": "history_file",
     "-p": "password",
     "--password": "password",
 }
@@ -298,9 +319,7 @@ def _client_url(serverurl: str) -> str:
     return serverurl
 
 
-def _read_ctl_section(
-    path: Path, environ: Mapping[str, str]
-) -> tuple[str | None, str | None, str | None]:
+def _read_ctl_section(path: Path, environ: Mapping[str, str]) -> dict[str, str | None]:
     if not path.exists():
         raise UsageError(f"could not find config file {path}")
     try:
@@ -308,14 +327,14 @@ def _read_ctl_section(
         section = ini.section("supervisorctl")
         if section is None:
             raise UsageError(".ini file does not include supervisorctl section")
-        serverurl = section.expand("serverurl", {}, environ=environ)
-        username = section.expand("username", {}, environ=environ)
-        password = section.expand("password", {}, environ=environ)
+        keys = ("serverurl", "username", "password", "prompt", "history_file")
+        values = {key: section.expand(key, {}, environ=environ) for key in keys}
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    serverurl = values["serverurl"]
     if serverurl is not None and serverurl.startswith("unix://"):
-        serverurl = "unix://" + _normalize_path(serverurl[len("unix://") :])
-    return serverurl, username, password
+        values["serverurl"] = "unix://" + _normalize_path(serverurl[len("unix://") :])
+    return values
 
 
 def parse_args(
@@ -347,9 +366,13 @@ def parse_args(
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
     given: dict[str, str] = {}
+    interactive = not args
     for opt, value in opts:
         if opt in ("-h", "-?", "--help"):
             return CtlOptions(DEFAULT_SERVER_URL, None, None, tuple(args), help=True)
+        if opt in ("-i", "--interactive"):
+            interactive = True
+            continue
         name = _OPTION_NAMES[opt]
         if name == "serverurl":
             _check_url(opt, value)
@@ -362,18 +385,27 @@ def parse_args(
         configfile = Path(given["configfile"])
     else:
         configfile = find_config_file(argv0=argv0, cwd=Path.cwd() if cwd is None else cwd)
-    from_file: tuple[str | None, str | None, str | None] = (None, None, None)
+    from_file: dict[str, str | None] = {}
     if configfile is not None:
         from_file = _read_ctl_section(configfile, env)
 
-    serverurl = given.get("serverurl") or from_file[0] or DEFAULT_SERVER_URL
+    serverurl = given.get("serverurl") or from_file.get("serverurl") or DEFAULT_SERVER_URL
     try:
         parse_server_url(_client_url(serverurl))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    username = given["username"] if "username" in given else from_file[1]
-    password = given["password"] if "password" in given else from_file[2]
-    return CtlOptions(serverurl, username, password, tuple(args), configfile)
+    username = given["username"] if "username" in given else from_file.get("username")
+    password = given["password"] if "password" in given else from_file.get("password")
+    return CtlOptions(
+        serverurl,
+        username,
+        password,
+        tuple(args),
+        configfile,
+        interactive=interactive,
+        prompt=from_file.get("prompt") or "supervisor",
+        history_file=given.get("history_file") or from_file.get("history_file"),
+    )
 
 
 # --- the controller ------------------------------------------------------------------
@@ -572,8 +604,25 @@ class Controller:
     do_exit = do_quit
 
     def do_fg(self, arg: str) -> None:
-        self.output("ERROR: fg needs an interactive shell; vigilctl does not have one")
+        self.output("ERROR: vigilctl has no fg; use tail -f <name> to follow a process")
         self.exitstatus = InitExit.GENERIC
+
+    # -- the shell
+
+    def cmdloop(self, prompt: str, read: Callable[[str], str] = input) -> int:
+        """supervisorctl's shell: ``status`` first, then a command per line read with
+        ``read(prompt)`` until ``quit``, ``exit`` or end of input; always returns 0."""
+        line = "status"
+        while True:
+            if line.strip().split(" ", 1)[0] in ("EOF", "quit", "exit"):
+                self.onecmd(line)
+                return 0
+            self.onecmd(line)
+            self._out.flush()
+            try:
+                line = read(prompt)
+            except EOFError:
+                line = "EOF"
 
     def do_open(self, arg: str) -> None:
         url = arg.strip()
@@ -1240,13 +1289,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.help:
         sys.stdout.write(USAGE)
         return 0
-    if not options.command:
-        sys.stderr.write(USAGE)
-        return EXIT_USAGE
     controller = Controller(options.serverurl, options.username, options.password, out=sys.stdout)
-    status = controller.onecmd(" ".join(options.command))
-    sys.stdout.flush()
-    return status
+    if options.command:
+        status = controller.onecmd(" ".join(options.command))
+        sys.stdout.flush()
+        return status
+    _readline(options.history_file)
+    try:
+        return controller.cmdloop(f"{options.prompt}> ")
+    except KeyboardInterrupt:
+        controller.output("")
+        return 0
+
+
+def _readline(history_file: str | None) -> None:
+    """Line editing and history for the shell, as supervisorctl sets them up."""
+    if not sys.stdin.isatty():
+        return
+    try:
+        import readline
+    except ImportError:
+        return
+    delims = readline.get_completer_delims()
+    for c in ":*-":  # "group:process", "group:*" and "a-b" are one word
+        delims = delims.replace(c, "")
+    readline.set_completer_delims(delims)
+    if history_file:
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history_file)
+        atexit.register(_save_history, readline.write_history_file, history_file)
+
+
+def _save_history(write: Callable[[str], None], path: str) -> None:
+    with contextlib.suppress(OSError):
+        write(path)
 
 
 if __name__ == "__main__":

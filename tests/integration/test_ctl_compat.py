@@ -1154,9 +1154,33 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert run.rc == 2 and ".ini file does not include supervisorctl section" in run.err, tool
 
 
-def test_vigilctl_without_a_command_prints_usage_and_exits_2(tmp_path: Path) -> None:
-    run = run_tool("vigilctl", cwd=tmp_path)
-    assert (run.out, run.err, run.rc) == ("", vigilctl.USAGE, 2)
-    assert run.err.startswith("vigilctl -- ")
-    assert "Usage: vigilctl [options] action [arguments]" in run.err
-    assert run_tool("vigilctl", "-h", cwd=tmp_path) == Run(vigilctl.USAGE, "", 0)
+def _shell(tool: str, conf: Path, lines: str, *args: str) -> Run:
+    """``tool`` without a command (the shell), fed ``lines`` on stdin."""
+    done = subprocess.run(
+        [*TOOLS[tool], "-c", str(conf), *args],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=CTL_TIMEOUT,
+    )
+    return Run(done.stdout, done.stderr, done.returncode)
+
+
+@pytest.mark.parametrize("end", ["quit\n", "exit\n", ""])
+def test_the_shell_is_supervisorctls(shared: Shared, end: str) -> None:
+    """No command: status first, then a command per line after the prompt, until quit,
+    exit or end of input; unknown words and blank lines as supervisorctl; always exit 0."""
+    lines = "pid\nfoo bar\n\nstatus fatal\nstop nosuch\nhelp stop\n" + end
+    runs = {tool: _shell(tool, shared.conf, lines) for tool in TOOLS}
+    sup, vig = runs["supervisorctl"], runs["vigilctl"]
+    assert (normalise(vig.out), vig.err, vig.rc) == (normalise(sup.out), sup.err, 0)
+    assert vig.out.count("supervisor> ") == 7  # six lines, then quit, exit or end of input
+    assert "supervisor> *** Unknown syntax: foo bar\n" in vig.out
+    assert f"supervisor> {shared.sv.pid}\n" in vig.out
+    assert vig.out.endswith("supervisor> \n")
+
+
+def test_the_shell_runs_a_command_given_with_i_and_exits(shared: Shared) -> None:
+    """``-i`` with a command runs the command only, as supervisorctl."""
+    runs = {tool: _shell(tool, shared.conf, "status\n", "-i", "pid") for tool in TOOLS}
+    assert runs["vigilctl"] == runs["supervisorctl"] == Run(f"{shared.sv.pid}\n", "", 0)
