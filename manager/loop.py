@@ -3,6 +3,11 @@
 No fixed poll timeout: ``select`` sleeps until the earliest timer, a readable or
 writable fd, or a signal (``signal.set_wakeup_fd``), so a child's exit is handled
 the moment SIGCHLD arrives and a timer fires on time, not on the next 1-second tick.
+
+A cancelled timer lets go of its callback at once and the heap is compacted when
+cancelled timers are most of it: an HTTP connection arms a 60-second request
+timer and cancels it a millisecond later, and those closed connections (with
+their requests) must not stay alive until each deadline passes.
 """
 
 from __future__ import annotations
@@ -21,20 +26,33 @@ __all__ = ["Loop", "Timer"]
 
 Callback = Callable[[], None]
 
+#: Compact the heap when more timers than this are cancelled and they are the majority.
+COMPACT_AFTER = 256
+
+
+def _noop() -> None:
+    pass
+
 
 class Timer:
     """A scheduled callback; ``cancel()`` makes it a no-op."""
 
-    __slots__ = ("callback", "cancelled", "seq", "when")
+    __slots__ = ("_loop", "callback", "cancelled", "seq", "when")
 
-    def __init__(self, when: float, seq: int, callback: Callback) -> None:
+    def __init__(self, when: float, seq: int, callback: Callback, loop: Loop | None = None) -> None:
         self.when = when
         self.seq = seq
         self.callback = callback
         self.cancelled = False
+        self._loop = loop
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.callback = _noop  # drop what the callback holds now, not at the deadline
+        if self._loop is not None:
+            self._loop._cancelled += 1
 
     def __lt__(self, other: Timer) -> bool:
         return (self.when, self.seq) < (other.when, other.seq)
@@ -45,6 +63,8 @@ class Loop:
         self.clock = clock
         self._sel = selectors.DefaultSelector()
         self._timers: list[Timer] = []
+        #: Cancelled timers still in the heap.
+        self._cancelled = 0
         self._seq = itertools.count()
         self._pending_signals: deque[int] = deque()
         self._signal_handler: Callable[[int], None] | None = None
@@ -60,8 +80,13 @@ class Loop:
     # -- timers --------------------------------------------------------------------
 
     def call_at(self, when: float, callback: Callback) -> Timer:
-        t = Timer(when, next(self._seq), callback)
-        heapq.heappush(self._timers, t)
+        timers = self._timers
+        if self._cancelled > COMPACT_AFTER and 2 * self._cancelled > len(timers):
+            timers[:] = [t for t in timers if not t.cancelled]  # in place: run_once holds it
+            heapq.heapify(timers)
+            self._cancelled = 0
+        t = Timer(when, next(self._seq), callback, self)
+        heapq.heappush(timers, t)
         return t
 
     def call_later(self, delay: float, callback: Callback) -> Timer:
@@ -133,6 +158,7 @@ class Loop:
         timers = self._timers
         while timers and timers[0].cancelled:
             heapq.heappop(timers)
+            self._cancelled -= 1
         timeout: float | None = None
         if timers:
             timeout = max(0.0, timers[0].when - self.clock())
@@ -160,8 +186,11 @@ class Loop:
         now = self.clock()
         while timers and (timers[0].cancelled or timers[0].when <= now):
             t = heapq.heappop(timers)
-            if not t.cancelled:
-                t.cancelled = True
+            if t.cancelled:
+                self._cancelled -= 1
+            else:
+                t.cancelled = True  # fired: a later cancel() is a no-op
+                t._loop = None
                 t.callback()
 
     def close(self) -> None:

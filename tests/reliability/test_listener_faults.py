@@ -319,3 +319,34 @@ startsecs = 0
     assert rss_after - rss_before < 4096, (rss_before, rss_after)
     assert "pool stuck event buffer overflowed, discarding event" in sv.log_text()
     assert sv.process_info("talker")["statename"] == "RUNNING"
+
+
+# ---------------------------------------------------------------------------------------------
+# the flood itself: XML-RPC calls must not cost memory
+
+
+def test_core_memory_is_flat_under_an_xmlrpc_flood(any_core: Factory, core: str) -> None:
+    """RSS after N more calls equals RSS before, within allocator noise.
+
+    (vigild kept every closed connection, with its parsed request, alive in a cancelled
+    60-second request timer until the deadline: +15 MB after 40,000 ``getState`` calls.)
+    """
+    calls = scaled(3000, 40000)
+    sv = any_core("[program:a]\ncommand = sleep 600\nstartsecs = 0\n", loglevel="info")
+    rpc = sv.rpc().supervisor
+    for _ in range(1000):  # warm-up: caches, allocator arenas
+        rpc.getState()
+    before = rss_kib(sv.pid)
+    started = time.monotonic()
+    for _ in range(calls):
+        rpc.getState()
+    took = time.monotonic() - started
+    after = rss_kib(sv.pid)
+    figure(
+        "xmlrpc-flood-rss",
+        core,
+        calls=calls,
+        rss_kib=[before, after],
+        calls_per_s=int(calls / took),
+    )
+    assert after - before < 256, (before, after)

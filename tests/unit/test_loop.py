@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
 from manager.config import load_config
 from manager.events import RemoteCommunication
-from manager.loop import Loop
+from manager.loop import COMPACT_AFTER, Loop
 from manager.osfacade import RealOS, SpawnSpec
 from manager.pool import SPILL, ListenerPool
 from manager.states import ProcessState
@@ -223,3 +225,36 @@ def test_a_dead_watchdog_is_replaced_and_told_every_live_child(
             if fd is not None:
                 os.close(fd)
         watchdog.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# cancelled timers let go of their callbacks
+
+
+class _Held:
+    def __call__(self) -> None:
+        raise AssertionError("a cancelled timer fired")
+
+
+def test_a_cancelled_timer_drops_its_callback_and_the_heap_is_compacted() -> None:
+    """A closed HTTP connection stayed alive in its cancelled 60-s request timer (~30% of
+    XML-RPC requests: 15 MB of RSS after 40,000 getState calls)."""
+    clock = FakeClock()
+    loop = Loop(clock)
+    held = _Held()
+    ref = weakref.ref(held)
+    loop.call_later(60, held).cancel()
+    del held
+    gc.collect()
+    assert ref() is None  # not kept until the deadline
+    timers = [loop.call_later(60, lambda: None) for _ in range(2 * COMPACT_AFTER)]
+    for t in timers[1:]:
+        t.cancel()
+    loop.call_later(60, lambda: None)  # compaction happens here
+    assert len(loop._timers) <= 3
+    fired: list[str] = []
+    loop.call_at(1, lambda: fired.append("due"))
+    clock.t = 1
+    loop.run_once(max_wait=0)
+    assert fired == ["due"]
+    loop.close()

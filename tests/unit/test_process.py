@@ -112,8 +112,9 @@ class FakeHost:
             if timer.cancelled:
                 continue
             self.t = max(self.t, timer.when)
-            timer.cancel()
-            timer.callback()
+            callback = timer.callback
+            timer.cancel()  # fired: a later cancel() is a no-op (cancel drops the callback)
+            callback()
         self.t = end
 
     def path(self) -> list[tuple[str, str, int | None]]:
