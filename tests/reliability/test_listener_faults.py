@@ -349,4 +349,6 @@ def test_core_memory_is_flat_under_an_xmlrpc_flood(any_core: Factory, core: str)
         rss_kib=[before, after],
         calls_per_s=int(calls / took),
     )
-    assert after - before < 256, (before, after)
+    # 256 KiB of allocator noise plus 16 bytes a call (supervisord: ~9 B a call over 40,000;
+    # the leak was ~375 B a call)
+    assert after - before < 256 + calls // 64, (before, after)
