@@ -151,6 +151,9 @@ class HttpReactor:
         except HttpFailure as exc:
             self._finish(flight, exc.detail)
             return
+        except Exception as exc:  # a bug: fail this check, keep the reactor (and the rest)
+            self._abort(flight, exc)
+            return
         heapq.heappush(self._timers, (flight.deadline, next(self._seq), flight))
         self._step(flight)
 
@@ -160,16 +163,26 @@ class HttpReactor:
         self._unregister(flight)
         try:
             answer = plain.advance()
+            if answer is None:
+                sock = plain.sock
+                assert sock is not None
+                self._selector.register(sock, plain.interest(), flight)
+                flight.registered = sock
+                return
         except HttpFailure as exc:
             self._finish(flight, exc.detail)
             return
-        if answer is not None:
-            self._finish(flight, answer)
+        except Exception as exc:  # a bug: fail this check, keep the reactor (and the rest)
+            self._abort(flight, exc)
             return
-        sock = plain.sock
-        assert sock is not None
-        self._selector.register(sock, plain.interest(), flight)
-        flight.registered = sock
+        self._finish(flight, answer)
+
+    def _abort(self, flight: _Flight, exc: Exception) -> None:
+        """An unexpected error: the check fails with ``internal error``, as ``run_guarded`` says."""
+        self._unregister(flight)
+        if flight.check.plain is not None:
+            flight.check.plain.close()
+        self._finish(flight, f"internal error: {type(exc).__name__}: {exc}")
 
     def _unregister(self, flight: _Flight) -> None:
         if flight.registered is not None:
@@ -180,7 +193,11 @@ class HttpReactor:
     def _finish(self, flight: _Flight, outcome: tuple[int, bytes] | str) -> None:
         flight.active = False
         self.completed += 1
-        result = flight.check.result_async(outcome, flight.started)
+        try:
+            result = flight.check.result_async(outcome, flight.started)
+        except Exception as exc:
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            result = CheckResult(False, detail, self._clock() - flight.started)
         try:
             flight.done(result, flight.started)
         except Exception:

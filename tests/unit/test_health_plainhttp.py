@@ -599,6 +599,29 @@ def test_reactor_stop_drops_what_is_in_flight_and_a_failing_handler_is_contained
     quick.close()
 
 
+def test_reactor_fails_a_check_that_breaks_and_keeps_serving_the_others(
+    raw_server: Callable[[Script], RawServer],
+) -> None:
+    class Broken(HttpCheck):
+        def start_async(self) -> float:
+            raise RuntimeError("boom")
+
+    fast = raw_server(always(reply(200, b"ok")))
+    reactor = HttpReactor()
+    reactor.start()
+    got: list[str] = []
+    broken, quick = Broken(fast.url()), HttpCheck(fast.url())
+    try:
+        reactor.submit(broken, lambda r, s: got.append(r.detail))
+        reactor.submit(quick, lambda r, s: got.append(r.detail))
+        wait_until_true(lambda: len(got) == 2, 5)
+    finally:
+        reactor.stop()
+        broken.close()
+        quick.close()
+    assert got == ["internal error: RuntimeError: boom", f"HTTP 200 from {fast.url()}"]
+
+
 def wait_until_true(predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
