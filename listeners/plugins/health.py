@@ -350,22 +350,30 @@ class HealthPlugin:
 
     def _run(self) -> None:
         while not self.ctx.stopping.is_set():
+            try:
+                self._run_once()
+            except Exception:  # a bug must not end probing for good: log it, carry on
+                self.log.exception("health: scheduler error; carrying on")
+                self.ctx.stopping.wait(0.1)
+
+    def _run_once(self) -> None:
+        """One wake-up of the scheduler thread: reconcile if due, dispatch, sleep."""
+        now = self.clock()
+        if now >= self.next_reconcile:
+            self.next_reconcile = now + RECONCILE_EVERY
+            self.reconcile()
+            if not self.frozen:
+                # the targets and their checks live as long as the listener: keep them
+                # out of the cyclic collector's generations (less work per collection)
+                self.frozen = True
+                gc.freeze()
             now = self.clock()
-            if now >= self.next_reconcile:
-                self.next_reconcile = now + RECONCILE_EVERY
-                self.reconcile()
-                if not self.frozen:
-                    # the targets and their checks live as long as the listener: keep them
-                    # out of the cyclic collector's generations (less work per collection)
-                    self.frozen = True
-                    gc.freeze()
-                now = self.clock()
-            with self.lock:
-                wake_at = min(self.next_reconcile, self._dispatch(now))
-                self.sleep_until = wake_at
-                if not self.ctx.stopping.is_set():
-                    self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
-                self.sleep_until = -math.inf  # awake: nobody needs to notify
+        with self.lock:
+            wake_at = min(self.next_reconcile, self._dispatch(now))
+            self.sleep_until = wake_at
+            if not self.ctx.stopping.is_set():
+                self.wake.wait(max(0.0, min(wake_at - self.clock(), 1.0)))
+            self.sleep_until = -math.inf  # awake: nobody needs to notify
 
     def _dispatch(self, now: float) -> float:
         """Service every target whose wake-up is due at ``now``; the next wake-up (or inf).

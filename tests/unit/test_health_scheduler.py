@@ -273,3 +273,21 @@ def test_setup_raises_the_open_files_limit_for_keep_alive_connections() -> None:
     ).stdout.split()
     soft, hard = int(out[0]), int(out[1])
     assert soft == (3000 if hard == resource.RLIM_INFINITY else min(3000, hard))
+
+
+def test_a_scheduler_error_is_logged_and_probing_carries_on(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug in a wake-up")
+        rig.plugin.ctx.stopping.set()
+
+    rig.plugin._run_once = once  # type: ignore[method-assign]
+    rig.plugin._run()
+    assert len(calls) == 2
+    assert "scheduler error; carrying on" in caplog.text
+    assert "bug in a wake-up" in caplog.text
