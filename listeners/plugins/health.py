@@ -413,7 +413,10 @@ class HealthPlugin:
     def _probe(self, t: Target, lateness: float, submitted: float) -> None:
         """A check pool worker: run the check, then handle its result."""
         started = self.clock()
-        self._done(t, lateness, submitted, t.check.check(), started)
+        try:
+            self._done(t, lateness, submitted, t.check.check(), started)
+        except Exception:  # the pool's future would keep it silently
+            self.log.exception("health: handling a result of %s failed", t.namespec)
 
     def _done(
         self, t: Target, lateness: float, submitted: float, result: CheckResult, started: float
