@@ -16,19 +16,19 @@
    (httpok: supervisord's wall-clock 5 s tick slice; Vigil: its 1 s probe grid, anchored at
    the process's RUNNING), so a median is a median over a uniform phase.
 
-2. **Capacity.** One ``vigil-listener`` under vigild probing 1,000 HTTP endpoints
-   (``[healthcheck:c0..c999]``, ``period = 1``, ``timeout = 1``, ``action = none``) of one
-   local ``ThreadingHTTPServer`` (this module with ``--serve``: the ``web`` program itself,
-   answering 200 on ``/ok/<n>``; HTTP/1.0, so a connection per probe, or HTTP/1.1 keep-alive
-   with ``--keepalive``). After a warm-up, over the measured window: the listener's CPU
-   (``/proc/<pid>/stat`` utime+stime) as % of a core and as CPU ms per probe (independent of
-   the machine's load, unlike the lateness), probe lateness p50/p99/max (due → the check
-   begun: in a pool worker, or on the HTTP reactor for plain-http checks of an IP address,
-   so the pool's queue or the reactor's hand-over included) and missed periods
+2. **Capacity.** One ``vigil-listener`` under vigild (or ``--core supervisord``) probing 1,000
+   HTTP endpoints (``[healthcheck:c0..c999]``, ``period = 1``, ``timeout = 1``, ``action =
+   none``) of one local ``ThreadingHTTPServer`` (this module with ``--serve``: the ``web``
+   program itself, answering 200 on ``/ok/<n>``; HTTP/1.0, so a connection per probe, or
+   HTTP/1.1 keep-alive with ``--keepalive``). After a warm-up, over the measured window: the
+   listener's CPU (``/proc/<pid>/stat`` utime+stime) as % of a core and as CPU ms per probe
+   (independent of the machine's load, unlike the lateness), probe lateness p50/p99/max (due →
+   the check begun: in a pool worker, or on the HTTP reactor for plain-http checks of an IP
+   address, so the pool's queue or the reactor's hand-over included) and missed periods
    (``bench/programs/health_stats.py``'s snapshots), probe duration, results per second.
 
-Usage: ``python -m bench.health [--quick] [--only detect,capacity] [--keepalive]``; prints
-Markdown tables.
+Usage: ``python -m bench.health [--quick] [--only detect,capacity] [--keepalive] [--hang N]
+[--host NAME] [--core supervisord]``; prints Markdown tables.
 Loopback and unix sockets only; every process started is stopped by pid (temp dirs removed).
 """
 
@@ -544,11 +544,12 @@ def capacity(
     keepalive: bool = False,
     hang: int = 0,
     host: str = "127.0.0.1",
+    core_kind: str = "vigild",
 ) -> dict[str, float]:
     def body(d: Path, port: int) -> str:
         return capacity_body(checks, period, d, port, keepalive, hang, host)
 
-    with cores([("vigild", "capacity", body)]) as (core,):
+    with cores([(core_kind, "capacity", body)]) as (core,):
         listener, _ = core.wait_running("health", 60)
         stats = core.dir / "stats.json"
         read_stats(stats, 0, 60)  # the plugins are set up: they will see web's RUNNING event
@@ -594,6 +595,7 @@ def capacity(
         "keepalive": float(keepalive),
         "hang": float(hang),
         "by_name": float(host != "127.0.0.1"),
+        "under_supervisord": float(core_kind == "supervisord"),
         "listener_cpu_pct": cpu[0],
         "listener_rss_mib": rss_kb / 1024,
         "listener_threads": float(threads),
@@ -679,7 +681,7 @@ def capacity_table(r: dict[str, float]) -> str:
         server += ", host by name (blocking checks in the worker pool)"
     out = [
         f"| {int(r['checks']):,} HTTP checks, period 1 s, {r['window_s']:.0f} s window, {server} "
-        "| Vigil under vigild | target |",
+        f"| Vigil under {'supervisord' if r['under_supervisord'] else 'vigild'} | target |",
         "|---|---|---|",
     ]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -713,6 +715,9 @@ def main() -> None:
         help="capacity: host in the URLs (a name, e.g. localhost, takes the blocking worker "
         "pool instead of the non-blocking reactor)",
     )
+    ap.add_argument(
+        "--core", choices=sorted(DAEMONS), default="vigild", help="capacity: the core to run under"
+    )
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve is not None:
@@ -740,6 +745,7 @@ def main() -> None:
                 keepalive=args.keepalive,
                 hang=args.hang,
                 host=args.host,
+                core_kind=args.core,
             )
         )
         print(f"{table}\n(load average before / after: {before} / {load()})", flush=True)
