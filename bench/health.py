@@ -667,7 +667,7 @@ def capacity_table(r: dict[str, float]) -> str:
             "—",
         ),
         (
-            "HTTP server CPU / vigild CPU",
+            "HTTP server CPU / core CPU",
             f"{r['server_cpu_pct']:.0f} % / {r['vigild_cpu_pct']:.0f} %",
             "—",
         ),
