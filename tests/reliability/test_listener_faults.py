@@ -197,20 +197,27 @@ stderr_logfile = NONE
     # supervisord rebuffers every FAIL in every pool of equal priority (reference §1.7): the
     # good pool is flooded with the rejected event and never catches up; it gets a short wait.
     patience = 60 if core == "vigild" else 3
+    # Chunks of 500, each waited for at the good pool: its backlog (and RSS high-water mark)
+    # stays small, so RSS measures what the stuck pools cost.
+    chunk = 500
     complete: list[bool] = []
     for round_ in range(2):
-        sent += _flood(sv, f"r{round_}", flood)
-        try:
-            wait_until(
-                lambda want=set(sent): {r.ident for r in read_records(good)} >= want,
-                patience,
-                f"flood {round_} at the good pool",
-            )
-            complete.append(True)
-        except AssertionError:
-            if core == "vigild":
-                raise
-            complete.append(False)
+        caught_up = True
+        for start in range(0, flood, chunk):
+            sent += _flood(sv, f"r{round_}c{start}", min(chunk, flood - start))
+            if not caught_up:
+                continue
+            try:
+                wait_until(
+                    lambda want=set(sent): {r.ident for r in read_records(good)} >= want,
+                    patience,
+                    f"flood {round_} at the good pool",
+                )
+            except AssertionError:
+                if core == "vigild":
+                    raise
+                caught_up = False
+        complete.append(caught_up)
         rss.append(rss_kib(sv.pid))
     spawned_before = spawns()
     # The crasher must keep being restarted while the bad pools stay stuck (vigild paces a
@@ -255,7 +262,7 @@ stderr_logfile = NONE
     assert restarts >= 2, restarts
     assert sv.rpc().supervisor.getState()["statename"] == "RUNNING"
     # Memory: the second flood of the same size costs (almost) nothing more: buffers are capped.
-    assert rss[-1] - rss[1] < 4096, rss
+    assert rss[-1] - rss[1] < (1024 if core == "vigild" else 4096), rss
     if core == "vigild":
         # The healthy pool got every event once, in order, and nothing it did not subscribe
         # to: another pool's FAIL is rebuffered in that pool only (unlike supervisord, §1.7).
