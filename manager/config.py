@@ -76,6 +76,7 @@ from manager.ini import (
 
 __all__ = [
     "DEFAULT_RESULT_HANDLER",
+    "MAX_IDENTIFIER",
     "MAX_NUMPROCS",
     "Config",
     "GroupConfig",
@@ -95,6 +96,8 @@ _T = TypeVar("_T")
 MB = 1024 * 1024
 #: most processes one [program:x] / [eventlistener:x] section may ask for (``numprocs``)
 MAX_NUMPROCS = 10_000
+#: longest ``identifier``: it is part of every AUTO log file name (255 bytes at most)
+MAX_IDENTIFIER = 100
 #: supervisord's default ``result_handler``.
 DEFAULT_RESULT_HANDLER = results.DEFAULT_RESULT_HANDLER
 
@@ -411,7 +414,7 @@ class _Loader:
             environment=self.value(
                 s, "environment", dt.environment, {}, {"host_node_name": self.host}
             ),
-            identifier=self.value(s, "identifier", str, "supervisor", names),
+            identifier=self.value(s, "identifier", _identifier, "supervisor", names),
         )
 
     # -- groups and pools
@@ -719,6 +722,24 @@ class _Loader:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _identifier(text: str) -> str:
+    """``[supervisord] identifier``: one header token, and part of AUTO log file names.
+
+    supervisord accepts anything; then a space breaks every event header (``server:my box``
+    is two tokens: listeners fail on the first event) and a ``/`` or a long name makes the
+    AUTO log files impossible to create.
+    """
+    if any(c.isspace() for c in text):
+        raise ValueError(
+            "must not contain whitespace: it is the server: token of every event header"
+        )
+    if "/" in text:
+        raise ValueError("must not contain '/': it is part of AUTO log file names")
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_IDENTIFIER:
+        raise ValueError(f"longer than {MAX_IDENTIFIER} bytes: it is part of AUTO log file names")
+    return text
 
 
 def _int(text: str) -> int:

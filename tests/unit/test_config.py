@@ -16,6 +16,7 @@ import pytest
 
 from manager.config import (
     DEFAULT_RESULT_HANDLER,
+    MAX_IDENTIFIER,
     MAX_NUMPROCS,
     Config,
     GroupConfig,
@@ -441,6 +442,27 @@ def test_numprocs_names_processes_from_numprocs_start(tmp_path: Path) -> None:
         ("/bin/worker", "--id", str(n), "--of", "3") for n in (5, 6, 7)
     ]
     assert group.processes[0].namespec == "w:w_05"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("my box", "must not contain whitespace: it is the server: token of every event header"),
+        ("a/b", "must not contain '/': it is part of AUTO log file names"),
+        ("x" * 101, "longer than 100 bytes: it is part of AUTO log file names"),
+    ],
+)
+def test_identifier_that_would_break_event_headers_or_log_names_is_an_error(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    """supervisord accepts these; then ``server:my box`` breaks every listener's first event."""
+    message = error(tmp_path, f"[supervisord]\nidentifier = {value}\n")
+    assert message.endswith(f"[supervisord] identifier = {value!r}: {why}")
+
+
+def test_identifier_of_exactly_the_limit_is_accepted(tmp_path: Path) -> None:
+    value = "é" * (MAX_IDENTIFIER // 2)
+    assert load(tmp_path, f"[supervisord]\nidentifier = {value}\n").supervisord.identifier == value
 
 
 @pytest.mark.parametrize("section", ["program", "eventlistener"])
