@@ -113,9 +113,12 @@ class HttpReactor:
 
     def _run(self) -> None:
         while True:
+            timers = self._timers
+            while timers and not timers[0][2].active:
+                heapq.heappop(timers)  # its check finished: no wake-up for it
             timeout = None
-            if self._timers:
-                timeout = max(0.0, self._timers[0][0] - self._clock())
+            if timers:
+                timeout = max(0.0, timers[0][0] - self._clock())
             for key, _ in self._selector.select(timeout):
                 flight = key.data
                 if flight is None:
