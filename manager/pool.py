@@ -18,11 +18,18 @@ with supervisord's words; those two are never discarded.
 RUNNING and READY, until none is. A FAIL answer, a protocol violation or the
 death of a listener puts its event back at the head of **this pool only**
 (supervisord rebuffers it in every pool of equal priority).
+
+A listener that FAILs again and again rests before it gets the next event: the
+first rejection is redelivered at once (as supervisord), each further one in a
+row after ``fail_delay`` (10 ms doubling to 1 s), until it accepts one. A
+listener that FAILs forever costs one rejection (and one log line) a second
+instead of a hot loop of thousands; other listeners of the pool are not held.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +83,18 @@ class _Listener:
     write: Callable[[bytes], None]
     running: bool = False
     in_flight: Buffered | None = None
+    #: rejections in a row (reset by an accepted event)
+    fails: int = 0
+    #: no event before this time (``clock()``), after repeated rejections
+    rest_until: float = 0.0
+
+
+def fail_delay(fails: int) -> float:
+    """How long a listener rests after ``fails`` rejections in a row: 0 after the first,
+    then 10 ms doubling up to 1 s (tenacity's ``wait_exponential(0.01, max=1)`` shape)."""
+    if fails <= 1:
+        return 0.0
+    return float(min(1.0, 0.01 * 2 ** min(fails - 2, 10)))
 
 
 @dataclass
@@ -85,6 +104,9 @@ class ListenerPool:
     log: logging.Logger
     #: Called after dispatch made room (resume paused producers, paced restarts).
     on_drain: Callable[[], None] = lambda: None
+    #: ``call_later(delay, callback)``: wakes dispatch when a resting listener may go on
+    call_later: Callable[[float, Callable[[], None]], object] | None = None
+    clock: Callable[[], float] = time.monotonic
     buffer: deque[Buffered] = field(default_factory=deque)
     listeners: dict[str, _Listener] = field(default_factory=dict)
     poolserial: int = 0
@@ -212,9 +234,12 @@ class ListenerPool:
                     outcome, error = results.judge(self._handler, done.event, item.body)
                 if outcome is Outcome.ACCEPTED:
                     self.delivered += 1
+                    lst.fails = 0
                     self.log.debug("%s: event was processed", name)
                 else:
                     self.rejected += 1
+                    lst.fails += 1
+                    self._rest(lst)
                     if outcome is Outcome.ERROR:
                         self.log.warning("%s: event caused an error: %s", name, error)
                     else:
@@ -227,14 +252,22 @@ class ListenerPool:
     def _rebuffer(self, item: Buffered) -> None:
         self.buffer.appendleft(item)
 
+    def _rest(self, lst: _Listener) -> None:
+        delay = fail_delay(lst.fails)
+        if delay <= 0 or self.call_later is None:
+            return
+        lst.rest_until = self.clock() + delay
+        self.call_later(delay, self.dispatch)
+
     def dispatch(self) -> None:
         before = len(self.buffer)
+        now = self.clock()
         while self.buffer:
             lst = next(
                 (
                     x
                     for x in self.listeners.values()
-                    if x.running and x.conn.state is ListenerState.READY
+                    if x.running and x.conn.state is ListenerState.READY and x.rest_until <= now
                 ),
                 None,
             )

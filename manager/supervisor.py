@@ -592,6 +592,8 @@ class Supervisor:
                 server=self.config.supervisord.identifier,
                 log=self.log,
                 on_drain=self._on_pool_drain,
+                call_later=self.loop.call_later,
+                clock=self.loop.clock,
             )
         sd = self.config.supervisord
         for pc in cfg.processes:

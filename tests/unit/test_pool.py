@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from manager.config import PoolConfig, load_config
 from manager.events import EventType, ProcessCommunication, ProcessLog, Tick
-from manager.pool import SPILL, ListenerPool
+from manager.pool import SPILL, ListenerPool, fail_delay
 from manager.protocol import ListenerConnection, ListenerState, Notification
 
 E = EventType
@@ -248,3 +249,95 @@ def test_custom_result_handler_decides_acceptance(tmp_path: Path, log: logging.L
     assert lst.serials == [5, 5] and pool.rejected == 1
     lst.answer(b"YES")
     assert pool.delivered == 1 and SEEN[-2:] == [b"OK", b"YES"]
+
+
+class FakeTimers:
+    """An injected clock and ``call_later`` for the pool: time moves only by ``advance``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.pending.append((self.now + delay, callback))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [cb for when, cb in self.pending if when <= self.now + 1e-9]
+        self.pending = [(w, cb) for w, cb in self.pending if w > self.now + 1e-9]
+        for cb in due:
+            cb()
+
+
+def test_fail_delay_is_exponential_from_the_second_rejection() -> None:
+    assert [fail_delay(n) for n in range(1, 10)] == [
+        0.0,
+        0.01,
+        0.02,
+        0.04,
+        0.08,
+        0.16,
+        0.32,
+        0.64,
+        1.0,
+    ]
+    assert fail_delay(1000) == 1.0
+
+
+def test_a_listener_failing_in_a_row_rests_longer_each_time(
+    tmp_path: Path, log: logging.Logger
+) -> None:
+    timers = FakeTimers()
+    pool = ListenerPool(
+        pool_config(tmp_path, "TICK"),
+        "sv",
+        log,
+        call_later=timers.call_later,
+        clock=lambda: timers.now,
+    )
+    lst = FakeListener(pool, "l0")
+    pool.set_running("l0", True)
+    lst.ready()
+    pool.accept(tick(0), 0)
+    assert lst.serials == [0]
+    lst.answer(b"FAIL")  # first rejection: redelivered at once
+    assert lst.serials == [0, 0]
+    lst.answer(b"FAIL")  # second: 10 ms rest
+    assert lst.serials == [0, 0]
+    timers.advance(0.009)
+    assert lst.serials == [0, 0]
+    timers.advance(0.002)
+    assert lst.serials == [0, 0, 0]
+    lst.answer(b"FAIL")  # third: 20 ms
+    timers.advance(0.015)
+    assert lst.serials == [0, 0, 0]
+    timers.advance(0.01)
+    assert lst.serials == [0, 0, 0, 0]
+    lst.answer()  # accepted: no more rest
+    pool.accept(tick(1), 1)
+    assert lst.serials == [0, 0, 0, 0, 1]
+    lst.answer(b"FAIL")
+    assert lst.serials == [0, 0, 0, 0, 1, 1]  # a first rejection again
+    assert pool.rejected == 4 and pool.delivered == 1
+
+
+def test_a_resting_listener_does_not_hold_the_others(tmp_path: Path, log: logging.Logger) -> None:
+    timers = FakeTimers()
+    pool = ListenerPool(
+        pool_config(tmp_path, "TICK", numprocs=2),
+        "sv",
+        log,
+        call_later=timers.call_later,
+        clock=lambda: timers.now,
+    )
+    bad, good = FakeListener(pool, "l0"), FakeListener(pool, "l1")
+    for name in ("l0", "l1"):
+        pool.set_running(name, True)
+    bad.ready()
+    pool.accept(tick(0), 0)
+    bad.answer(b"FAIL")  # redelivered at once, to the first READY listener: bad again
+    bad.answer(b"FAIL", then_ready=True)  # now bad rests
+    good.ready()
+    assert good.serials == [0]
+    good.answer()
+    assert pool.delivered == 1 and bad.serials == [0, 0]
