@@ -246,7 +246,7 @@ def test_hang_times_out_within_the_timeout_and_drops_the_connection(
     c = check(server.url(), timeout=0.3)
     result = c.check()
     assert (result.ok, result.detail) == (False, "timeout after 0.3s")
-    assert 0.25 <= result.duration < 1.0
+    assert 0.25 <= result.duration < 2.0  # well before the server would answer (5 s)
     assert c.plain is not None and not c.plain.open
 
 
@@ -272,7 +272,7 @@ def test_slow_body_hits_the_total_deadline_even_without_body_regex(
     server = raw_server(always(*slow))
     result = check(server.url(), timeout=0.3).check()
     assert (result.ok, result.detail) == (False, "timeout after 0.3s")
-    assert 0.25 <= result.duration < 1.0
+    assert 0.25 <= result.duration < 2.0  # well before the server would answer (5 s)
 
 
 def test_a_body_slower_than_one_read_but_within_the_timeout_passes(
@@ -535,7 +535,7 @@ def test_reactor_serves_a_fast_check_while_fifty_hang(
     reactor.start()
     results: dict[str, list[tuple[CheckResult, float]]] = {"hang": [], "fast": []}
     finished = threading.Event()
-    checks = [HttpCheck(hanging.url(f"/{i}"), timeout=1.0) for i in range(50)]
+    checks = [HttpCheck(hanging.url(f"/{i}"), timeout=3.0) for i in range(50)]
     quick = HttpCheck(fast.url(), timeout=1.0)
     try:
 
@@ -547,18 +547,17 @@ def test_reactor_serves_a_fast_check_while_fifty_hang(
 
             return done
 
-        t0 = time.monotonic()
         for c in checks:
             reactor.submit(c, on("hang"))
         wait_until_true(lambda: len(hanging.heads) == 50, 5)
         reactor.submit(quick, on("fast"))
         wait_until_true(lambda: bool(results["fast"]), 5)
-        ((fast_result, fast_at),) = results["fast"]
-        assert fast_result.ok and fast_at - t0 < 0.9  # not queued behind the hanging ones
-        assert results["hang"] == []
-        assert finished.wait(5)
-        assert all(r.detail == "timeout after 1.0s" for r, _ in results["hang"])
-        assert all(0.95 <= r.duration < 2.0 for r, _ in results["hang"])
+        ((fast_result, _),) = results["fast"]
+        assert fast_result.ok
+        assert results["hang"] == []  # it was not queued behind the 50 in flight
+        assert finished.wait(10)
+        assert all(r.detail == "timeout after 3.0s" for r, _ in results["hang"])
+        assert all(2.95 <= r.duration < 5.0 for r, _ in results["hang"])
         assert reactor.completed == 51
     finally:
         reactor.stop()
