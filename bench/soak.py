@@ -305,16 +305,16 @@ class _Run:
             flaps = [i for i in infos if i["group"] == "flap"]
             pids = {int(i["pid"]) for i in flaps if i["statename"] == "RUNNING"}
             written = set(int(p) for p in _lines(self.pids))
-            recorded = {
-                int(f["pid"]) for f in (_fields(line) for line in _lines(self.record)) if "pid" in f
-            }
-            # held: every flap RUNNING with a pid that wrote its line after the hold began,
-            # and the listener has recorded their RUNNING events
+            record = _lines(self.record)
+            recorded = {int(f["pid"]) for f in map(_fields, record) if "pid" in f}
+            # held: every flap RUNNING (still, a moment later) with a pid that wrote its line,
+            # and the listener has recorded their RUNNING events — or has nothing left to
+            # record (a core that dropped one of them: account() counts it lost)
             if (
                 len(pids) == self.flaps
                 and pids <= written
-                and pids <= recorded
                 and self._stable(pids)
+                and (pids <= recorded or len(_lines(self.record)) == len(record))
             ):
                 return pids
             if time.monotonic() >= deadline:
