@@ -414,7 +414,7 @@ class _Loader:
             environment=self.value(
                 s, "environment", dt.environment, {}, {"host_node_name": self.host}
             ),
-            identifier=self.value(s, "identifier", _identifier, "supervisor", names),
+            identifier=self.value(s, "identifier", parse_identifier, "supervisor", names),
         )
 
     # -- groups and pools
@@ -724,7 +724,7 @@ class _Loader:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _identifier(text: str) -> str:
+def parse_identifier(text: str) -> str:
     """``[supervisord] identifier``: one header token, and part of AUTO log file names.
 
     supervisord accepts anything; then a space breaks every event header (``server:my box``

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from manager import __version__, rpcserver
-from manager.config import Config, load_config
+from manager.config import Config, load_config, parse_identifier
 from manager.filemodes import check_not_world_writable, config_files
 from manager.ini import ConfigError, find_config_file
 from manager.loop import Loop
@@ -92,6 +92,11 @@ def _overrides(config: Config, args: argparse.Namespace) -> Config:
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
+    if args.identifier is not None:
+        try:
+            parse_identifier(args.identifier)
+        except ValueError as exc:
+            raise ValueError(f"-i/--identifier {args.identifier!r}: {exc}") from None
     if args.umask is not None:
         changes["umask"] = int(args.umask, 8)
     if args.logfile_maxbytes is not None:

@@ -848,6 +848,22 @@ def test_vigild_config_error_exits_2_with_one_line(
     assert not (tmp_path / "vigild.pid").exists()
 
 
+@pytest.mark.parametrize("ident", ["my box", "a/b", "x" * 101])
+def test_vigild_identifier_from_the_command_line_is_checked_too(tmp_path: Path, ident: str) -> None:
+    conf = _bad_conf(tmp_path, "[program:a]\ncommand = sleep 1\n")
+    result = subprocess.run(
+        [VIGILD, "-n", "-c", str(conf), "-i", ident],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.startswith(f"Error: -i/--identifier {ident!r}: "), result.stderr
+    assert not (tmp_path / "vigild.pid").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # vigild only: deliberate improvements over supervisord (reference §9 item 9)
 
