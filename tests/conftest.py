@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.supervisor import CORES, Supervisor, core_command, start_supervisor
+
+# Property tests and fuzzers explore the same examples on every run (a red CI is a finding
+# that reproduces); VIGIL_RELIABILITY=full explores new random ones each time.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("VIGIL_RELIABILITY") == "full" else "repeatable")
 
 SupervisorFactory = Callable[..., Supervisor]
 
