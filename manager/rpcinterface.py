@@ -303,6 +303,10 @@ def _description(info: Mapping[str, Any]) -> str:
     return ""
 
 
+#: how often a waiting stop is reported in the log, seconds (supervisord: 2)
+STOP_REPORT_EVERY = 2.0
+
+
 class SupervisorNamespace:
     """The ``supervisor.*`` methods, on one running :class:`Supervisor`."""
 
@@ -698,7 +702,16 @@ class SupervisorNamespace:
             raise RPCError(Fault.FAILED, f"unknown problem killing {name}")
         if not wait or process.state in STOPPED_STATES:
             return True
+        self._stop_report(process)
         return self._wait(lambda: True if process.state in STOPPED_STATES else PENDING)
+
+    def _stop_report(self, process: Process) -> None:
+        """supervisord's ``waiting for <name> to stop`` (INFO): now, then every 2 s while a
+        ``wait=True`` stop is still STOPPING."""
+        if process.state is not P.STOPPING:
+            return
+        self._sup.log.info("waiting for %s to stop", process.name)
+        self._sup.loop.call_later(STOP_REPORT_EVERY, lambda: self._stop_report(process))
 
     def stopProcessGroup(self, name: str, wait: bool = True) -> list[Result] | Deferred:
         """Stop all processes in the process group named 'name'

@@ -73,6 +73,8 @@ _READ = 131072
 PACE_MAX_DELAY = 1.0
 #: Free slots a pool needs before a paced restart goes ahead (the events one restart makes).
 PACE_HEADROOM = 3
+#: How often a shutdown reports the processes it is still waiting for, seconds (supervisord: 3).
+SHUTDOWN_REPORT_EVERY = 3.0
 #: A full pool that accepts no event for this long while someone waits on it is stalled.
 STALL_AFTER = 5.0
 #: Serial numbers survive reloads (supervisord keeps a module-level counter).
@@ -716,6 +718,17 @@ class Supervisor:
         self.state = why
         self.emit(SupervisorStateChange(E.SUPERVISOR_STATE_CHANGE_STOPPING))
         self.loop.call_soon(self._shutdown_step)
+        self.loop.call_soon(self._shutdown_report)
+
+    def _shutdown_report(self) -> None:
+        """supervisord's ``waiting for a, b to die`` (INFO): now, then every 3 s until all
+        processes are stopped."""
+        if self.done:
+            return
+        alive = [p.name for p in self.all_processes() if p.state not in STOPPED_STATES]
+        if alive:
+            self.log.info("waiting for %s to die", ", ".join(alive))
+        self.loop.call_later(SHUTDOWN_REPORT_EVERY, self._shutdown_report)
 
     def _shutdown_step(self) -> None:
         """Stop the highest-priority group still alive; finish when none is."""

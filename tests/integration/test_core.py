@@ -528,6 +528,39 @@ startsecs = 0
     assert rpc.getProcessInfo("x:p1")["statename"] == "RUNNING"
 
 
+def test_waiting_for_stop_and_die_reports(any_core: Factory, tmp_path: Path) -> None:
+    """supervisord's INFO lines while a stop waits: ``waiting for x to stop`` at once and every
+    2 s for a ``wait=True`` stop, ``waiting for x, y to die`` at once and every 3 s in a
+    shutdown."""
+    progs = write_progs(tmp_path)
+    body = f"""
+[program:slow]
+command = {progs} ignore-term
+stopwaitsecs = 3
+startsecs = 1
+
+[program:slow2]
+command = {progs} ignore-term
+stopwaitsecs = 4
+startsecs = 1
+"""
+    sv = any_core(body, loglevel="info")
+    sv.wait_state("slow", "RUNNING")
+    sv.wait_state("slow2", "RUNNING")
+    assert sv.rpc().supervisor.stopProcess("slow") is True
+    log = sv.log_text()
+    assert 2 <= log.count("INFO waiting for slow to stop") <= 3, log
+    assert sv.rpc().supervisor.startProcess("slow") is True
+    sv.proc.send_signal(signal.SIGTERM)
+    sv.proc.wait(15)
+    log = sv.log_text()
+    reports = [line for line in log.splitlines() if " to die" in line]
+    assert len(reports) >= 2, log
+    assert reports[0].endswith(
+        ("INFO waiting for slow, slow2 to die", "INFO waiting for slow2, slow to die")
+    ), reports
+
+
 def test_stopwaitsecs_sigkill_and_stopasgroup(any_core: Factory, tmp_path: Path, core: str) -> None:
     progs = write_progs(tmp_path)
     body = f"""
