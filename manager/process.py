@@ -110,6 +110,8 @@ class Process:
         #: Last exit status (-1 = killed by a signal).
         self.exitstatus = 0
         self._timer: Timer | None = None
+        #: when the current stop turns to SIGKILL (``stopwaitsecs`` after it began)
+        self._stop_deadline = 0.0
 
     # -- identity ------------------------------------------------------------------
 
@@ -248,6 +250,8 @@ class Process:
         if self.state is P.STOPPING:
             self._change(P.STOPPED, pid=pid)
             (host.log.info if expected else host.log.warning)("stopped: %s (%s)", self.name, text)
+            if self.config.stopasgroup or self.config.killasgroup:
+                self._reap_group_rest(pid)
             return
         if self.state is P.STARTING:
             if host.now() - self.started_at < self.config.startsecs:
@@ -284,8 +288,39 @@ class Process:
         if self.state in (P.RUNNING, P.STARTING):
             self._cancel_timer()
             self._change(P.STOPPING, pid=self.pid)
+            self._stop_deadline = self.host.now() + self.config.stopwaitsecs
             if self._send(self.config.stopsignal, group=self.config.stopasgroup):
-                self._set_timer(self.host.now() + self.config.stopwaitsecs, self._kill_timeout)
+                self._set_timer(self._stop_deadline, self._kill_timeout)
+
+    def _reap_group_rest(self, pgid: int) -> None:
+        """The leader of a ``stopasgroup``/``killasgroup`` program exited on the stop signal,
+        but members of its process group live on: they get SIGKILL at the stop's deadline
+        (``stopwaitsecs`` after the stop) if still there — supervisord leaves them running.
+        While the daemon shuts down or reloads, at once (no one would be left to do it).
+
+        The pgid cannot be reused meanwhile: Linux allocates no pid still in use as a pgid.
+        """
+        try:
+            self.host.os.kill(pgid, 0, group=True)
+        except OSError:
+            return  # the group is empty
+        if self.host.accepting_restarts():
+            when = max(self._stop_deadline, self.host.now())
+            self.host.call_at(when, lambda: self._kill_group_rest(pgid))
+        else:
+            self._kill_group_rest(pgid)
+
+    def _kill_group_rest(self, pgid: int) -> None:
+        try:
+            self.host.os.kill(pgid, signal.SIGKILL, group=True)
+        except ProcessLookupError:
+            return  # they exited in time
+        except OSError as exc:
+            self.host.log.error("could not kill the rest of %s's process group: %s", self.name, exc)
+            return
+        self.host.log.warning(
+            "killing the rest of %s's process group (pgid %d) with SIGKILL", self.name, pgid
+        )
 
     def _kill_timeout(self) -> None:
         self._timer = None

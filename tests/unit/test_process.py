@@ -282,6 +282,43 @@ def test_stop_sends_stopsignal_then_sigkill_after_stopwaitsecs(base: ProcessConf
     assert host.path()[-2:] == [("STOPPING", "RUNNING", 100), ("STOPPED", "STOPPING", 100)]
 
 
+def test_group_left_by_an_exiting_leader_gets_sigkill_at_the_deadline(base: ProcessConfig) -> None:
+    p, host = make(base, stopwaitsecs=2.0, stopasgroup=True)
+    p.spawn()
+    host.advance(2)
+    p.stop()
+    host.advance(0.5)
+    p.exited(killed_by(signal.SIGTERM))  # the leader went; its group answers signal 0
+    assert state(p) is P.STOPPED
+    assert host.fake_os.killed == [(100, signal.SIGTERM, True), (100, 0, True)]
+    host.advance(1.4)
+    assert len(host.fake_os.killed) == 2
+    host.advance(0.2)
+    assert host.fake_os.killed[-1] == (100, signal.SIGKILL, True)
+
+
+def test_an_empty_group_gets_no_sigkill(base: ProcessConfig) -> None:
+    p, host = make(base, stopwaitsecs=2.0, killasgroup=True)
+    p.spawn()
+    host.advance(2)
+    p.stop()
+    host.fake_os.kill_error = ProcessLookupError(3, "ESRCH")  # no member left
+    p.exited(killed_by(signal.SIGTERM))
+    host.advance(5)
+    assert host.fake_os.killed == [(100, signal.SIGTERM, False)]
+    assert state(p) is P.STOPPED
+
+
+def test_group_rest_is_killed_at_once_when_the_daemon_is_going_away(base: ProcessConfig) -> None:
+    p, host = make(base, stopwaitsecs=10.0, stopasgroup=True)
+    p.spawn()
+    host.advance(2)
+    host.accepting = False  # shutdown or reload
+    p.stop()
+    p.exited(killed_by(signal.SIGTERM))
+    assert host.fake_os.killed[-1] == (100, signal.SIGKILL, True)
+
+
 def test_stop_from_backoff_is_stopped_pid_0_and_resets_tries(base: ProcessConfig) -> None:
     p, host = make(base, startsecs=1.0, startretries=5)
     p.spawn()
