@@ -22,7 +22,7 @@
    program itself, answering 200 on ``/ok/<n>``; HTTP/1.0, so a connection per probe, or
    HTTP/1.1 keep-alive with ``--keepalive``). After a warm-up, over the measured window: the
    listener's CPU (``/proc/<pid>/stat`` utime+stime) as % of a core and as CPU ms per probe
-   (independent of the machine's load, unlike the lateness), probe lateness p50/p99/max (due →
+   (far less dependent on the machine's load than the lateness), probe lateness p50/p99/max (due →
    the check begun: in a pool worker, or on the HTTP reactor for plain-http checks of an IP
    address, so the pool's queue or the reactor's hand-over included) and missed periods
    (``bench/programs/health_stats.py``'s snapshots), probe duration, results per second.
@@ -623,7 +623,7 @@ def capacity_table(r: dict[str, float]) -> str:
     rows = [
         ("listener CPU (% of one core)", f"{r['listener_cpu_pct']:.0f} %", "—"),
         (
-            "listener CPU per probe (load-independent)",
+            "listener CPU per probe (far less load-dependent than lateness)",
             f"{r['listener_cpu_ms_per_probe']:.3f} ms",
             "—",
         ),
