@@ -28,6 +28,7 @@ from healthchecks.memory import MemoryCheck, descendants, format_bytes, read_ppi
 from healthchecks.reactor import HttpReactor
 from healthchecks.result import Check, CheckResult, run_guarded, short
 from healthchecks.tcp import TcpCheck
+from tests.support.health import ReactorCheck
 
 LOCAL = "127.0.0.1"
 
@@ -252,26 +253,6 @@ def http_check(request: pytest.FixtureRequest) -> Iterator[Callable[..., HttpChe
     reactor.stop()
     for check in made:
         check.close()
-
-
-class ReactorCheck(HttpCheck):
-    """An HttpCheck whose ``check()`` runs on an :class:`HttpReactor` when it can."""
-
-    reactor: HttpReactor
-
-    def check(self) -> CheckResult:
-        if not self.nonblocking:
-            return super().check()
-        got: list[CheckResult] = []
-        finished = threading.Event()
-
-        def done(result: CheckResult, started: float) -> None:
-            got.append(result)
-            finished.set()
-
-        self.reactor.submit(self, done)
-        assert finished.wait(10), "the reactor never completed the check"
-        return got[0]
 
 
 def test_http_200_passes(web: HttpServer, http_check: Callable[..., HttpCheck]) -> None:

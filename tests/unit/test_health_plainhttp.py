@@ -23,6 +23,7 @@ from healthchecks.http import USER_AGENT, HttpCheck
 from healthchecks.plainhttp import HttpFailure, PlainConnection, build_request
 from healthchecks.reactor import HttpReactor
 from healthchecks.result import CheckResult
+from tests.support.health import ReactorCheck
 
 LOCAL = "127.0.0.1"
 
@@ -153,26 +154,6 @@ def check(request: pytest.FixtureRequest) -> Iterator[Callable[..., HttpCheck]]:
     reactor.stop()
     for c in made:
         c.close()
-
-
-class ReactorCheck(HttpCheck):
-    """An HttpCheck whose ``check()`` runs on an :class:`HttpReactor` when it can."""
-
-    reactor: HttpReactor
-
-    def check(self) -> CheckResult:
-        if not self.nonblocking:
-            return super().check()
-        got: list[CheckResult] = []
-        finished = threading.Event()
-
-        def done(result: CheckResult, started: float) -> None:
-            got.append(result)
-            finished.set()
-
-        self.reactor.submit(self, done)
-        assert finished.wait(10), "the reactor never completed the check"
-        return got[0]
 
 
 def reply(status: int, body: bytes = b"", *headers: str, version: str = "HTTP/1.1") -> bytes:
