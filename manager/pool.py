@@ -137,12 +137,17 @@ class ListenerPool:
 
     # -- events in -----------------------------------------------------------------
 
-    def accept(self, event: Event, serial: int) -> None:
+    def accept(self, event: Event, serial: int, *, stalled: bool = False) -> None:
+        """Buffer ``event`` and dispatch. ``stalled``: the supervisor has given up waiting
+        for this pool's listeners, so at the spill limit the oldest event of *any* type goes
+        (its producers are no longer held back, as supervisord)."""
         item = Buffered(serial, self.poolserial, event)
         self.poolserial += 1
         size = self.config.buffer_size
-        if len(self.buffer) >= SPILL * size and _droppable(item):
-            if not self._discard_oldest():
+        if len(self.buffer) >= SPILL * size:
+            if stalled:
+                self._discard(self.buffer.popleft())
+            elif _droppable(item) and not self._discard_oldest():
                 self._discard(item)  # all held events are never-discard ones
                 return
         elif len(self.buffer) == size and not self._over:

@@ -61,7 +61,7 @@ from manager.events import (
 from manager.logfiles import RotatingFile, auto_log_path, cleanup_auto_logs
 from manager.loop import Loop, Timer
 from manager.osfacade import OS, RealOS, Spawned, SpawnSpec
-from manager.pool import SPILL, ListenerPool
+from manager.pool import ListenerPool
 from manager.process import Process
 from manager.states import RUNNING_STATES, STOPPED_STATES, ProcessState, SupervisorState
 
@@ -398,24 +398,13 @@ class Supervisor:
         )
         self._on_pool_drain()
 
-    def _overflow_stalled(self, pool: ListenerPool) -> None:
-        """A stalled pool holds SPILL × buffer_size events of any type: discard the oldest."""
-        if len(pool.buffer) >= SPILL * pool.config.buffer_size and self._is_stalled(pool):
-            dropped = pool.buffer.popleft()
-            pool.discarded += 1
-            self.log.error(
-                "pool %s event buffer overflowed, discarding event %d", pool.name, dropped.serial
-            )
-
     def emit(self, event: Event) -> None:
         pools = self.subscribers(event.type)
         if not pools:
             return
         serial = next(_serials)
         for pool in pools:
-            if self._stalled:
-                self._overflow_stalled(pool)
-            pool.accept(event, serial)
+            pool.accept(event, serial, stalled=bool(self._stalled) and self._is_stalled(pool))
 
     def server_url(self, process: Process) -> str | None:
         if process.config.serverurl:

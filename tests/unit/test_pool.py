@@ -341,3 +341,16 @@ def test_a_resting_listener_does_not_hold_the_others(tmp_path: Path, log: loggin
     assert good.serials == [0]
     good.answer()
     assert pool.delivered == 1 and bad.serials == [0, 0]
+
+
+def test_a_stalled_pool_discards_the_oldest_of_any_type_at_the_spill_limit(
+    tmp_path: Path, log: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = ListenerPool(pool_config(tmp_path, "PROCESS_LOG", 1), "sv", log)
+    for i in range(SPILL):
+        pool.accept(ProcessLog(E.PROCESS_LOG_STDOUT, "a", "a", 1, "stdout", f"line {i}"), i)
+    pool.accept(ProcessLog(E.PROCESS_LOG_STDOUT, "a", "a", 1, "stdout", "more"), SPILL)
+    assert pool.discarded == 0 and len(pool.buffer) == SPILL + 1  # never discarded...
+    pool.accept(ProcessLog(E.PROCESS_LOG_STDOUT, "a", "a", 1, "stdout", "x"), 99, stalled=True)
+    assert pool.discarded == 1 and pool.buffer[0].serial == 1  # ...unless stalled
+    assert "pool p event buffer overflowed, discarding event 0" in caplog.text
