@@ -87,9 +87,9 @@ __all__ = [
 PROG = "vigilctl"
 
 USAGE = """\
-vigilctl -- control a supervisord (or vigild) from the command line, one command per run.
+vigilctl -- control a supervisord (or vigild): one command, or an interactive shell.
 
-Usage: vigilctl [options] action [arguments]
+Usage: vigilctl [options] [action [arguments]]
 
 Options:
 -c/--configuration FILENAME -- configuration file path (searches if not given);

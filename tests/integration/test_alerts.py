@@ -34,6 +34,7 @@ import pytest
 from listeners.alerting.config import AlertConfig, ChannelType, EmailSettings, SmtpSecurity
 from listeners.alerting.model import Alert, Status, Trigger, new_id
 from listeners.alerting.transports import DeliveryError, EmailSender
+from tests.support.net import free_port
 from tests.support.supervisor import VIGIL_LISTENER, Supervisor
 
 pytestmark = pytest.mark.integration
@@ -41,12 +42,6 @@ pytestmark = pytest.mark.integration
 Factory = Callable[..., Supervisor]
 #: the bound from the FATAL moment to the webhook, per core (issue 7)
 FATAL_BOUND = {"supervisord": 2.0, "vigild": 0.5}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- a webhook receiver --------------------------------------------------------------

@@ -1154,6 +1154,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert run.rc == 2 and ".ini file does not include supervisorctl section" in run.err, tool
 
 
+def test_vigilctl_h_prints_its_usage(tmp_path: Path) -> None:
+    run = run_tool("vigilctl", "-h", cwd=tmp_path)
+    assert run == Run(vigilctl.USAGE, "", 0)
+    assert run.out.startswith("vigilctl -- ")
+    assert "-i/--interactive" in run.out and "starts the interactive shell" in run.out
+
+
 def _shell(tool: str, conf: Path, lines: str, *args: str) -> Run:
     """``tool`` without a command (the shell), fed ``lines`` on stdin."""
     done = subprocess.run(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.net import free_port
 from tests.support.supervisor import CORES, Supervisor, core_command, run_core
 
 pytestmark = pytest.mark.integration
@@ -32,13 +32,6 @@ DEMO = ROOT / "conf" / "demo"
 VENV = Path(sys.executable).parent.parent
 #: The demo programs run with ``python3`` from PATH; put the test interpreter's first.
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get(url: str, timeout: float = 2.0) -> tuple[int, str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
 from tests.support.supervisor import PYTHON, VIGIL_LISTENER, Supervisor
 
 pytestmark = pytest.mark.integration
@@ -20,12 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "conf" / "demo" / "web.py"
 HEARTBEAT = ROOT / "conf" / "demo" / "heartbeat.py"
 Factory = Callable[..., Supervisor]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def health_listener() -> str:

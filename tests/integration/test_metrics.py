@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from listeners.plugins.metrics import MetricsCollector, MetricsConfig, MetricsServer
 from manager.events import EventType, ProcessStateChange
+from tests.support.net import free_port
 from tests.support.supervisor import PYTHON, VIGIL_LISTENER, Supervisor
 
 pytestmark = pytest.mark.integration
@@ -45,12 +45,6 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     return subprocess.run(
         [PROMTOOL, *args], input=stdin, capture_output=True, text=True, cwd=CONF, timeout=60
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- conf/ checked by the real tool ---------------------------------------------------------

@@ -46,6 +46,7 @@ from manager.config import Config, load_config
 from manager.ini import ConfigError
 from manager.rpcserver import BadRequest, loads_request
 from tests.reliability.conftest import FULL, scaled
+from tests.support.net import free_port
 from tests.support.supervisor import (
     VIGIL_LISTENER,
     Supervisor,
@@ -567,12 +568,6 @@ def test_regression_loads_request_structure_errors_are_bad_requests_not_500(
 # A real server: the hostile battery, the fuzzer, slowloris
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Served:
     core: str
@@ -584,7 +579,7 @@ class Served:
 
 
 def _start(core: str, tmp: Path) -> Served:
-    port = _free_port()
+    port = free_port()
     body = f"""
 [inet_http_server]
 port = 127.0.0.1:{port}

@@ -29,6 +29,7 @@ from healthchecks.reactor import HttpReactor
 from healthchecks.result import Check, CheckResult, run_guarded, short
 from healthchecks.tcp import TcpCheck
 from tests.support.health import ReactorCheck
+from tests.support.net import free_port
 
 LOCAL = "127.0.0.1"
 
@@ -302,7 +303,7 @@ def test_http_trickled_body_hits_the_total_deadline(
 
 
 def test_http_connection_refused(http_check: Callable[..., HttpCheck]) -> None:
-    port = _free_port()
+    port = free_port()
     result = http_check(f"http://{LOCAL}:{port}/healthz").check()
     assert (result.ok, result.detail) == (False, "connection refused")
 
@@ -488,14 +489,6 @@ def test_https_client_certificate_is_presented(
 # --- TCP --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind((LOCAL, 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = False
     allow_reuse_address = True
@@ -564,7 +557,7 @@ def test_tcp_open_port_passes(tcp_server: TcpServerFactory) -> None:
 
 
 def test_tcp_closed_port_is_connection_refused() -> None:
-    result = TcpCheck(LOCAL, _free_port()).check()
+    result = TcpCheck(LOCAL, free_port()).check()
     assert (result.ok, result.detail) == (False, "connection refused")
 
 
