@@ -49,8 +49,9 @@ from manager.rpcserver import (
     marshal_fault,
     marshal_value,
 )
-from manager.states import SupervisorState
+from manager.states import ProcessState, SupervisorState
 from manager.supervisor import Supervisor
+from manager.xmlrpcwire import Marshalled
 from tests.conftest import SupervisorFactory
 from tests.support.supervisor import PYTHON, UnixStreamHTTPConnection
 
@@ -270,6 +271,60 @@ def test_get_all_process_info_sorted_by_group_then_name(make: Callable[..., Harn
         0,
         0,
     )
+
+
+def _unmarshal(value: object) -> Any:
+    return xmlrpc.client.loads(marshal_value(value))[0][0]
+
+
+def test_wire_forms_unmarshal_to_the_plain_values_in_every_state(
+    make: Callable[..., Harness],
+) -> None:
+    """HTTP clients get getAllProcessInfo/getProcessInfo rendered by a template; the same
+    structs, member order included, as the dicts, for running, stopped, exited, fatal
+    (with characters to escape in spawnerr) and never-started processes."""
+    h = make(
+        PROGRAMS
+        + """
+[program:escaped]
+command = /nonexistent/<&>
+startretries = 0
+"""
+    )
+    h.wait_state("sleeper", "RUNNING")
+    for name in ("grp:a", "quick"):
+        with contextlib.suppress(RPCError):
+            h.call("supervisor.startProcess", name)
+    h.call("supervisor.stopProcess", "grp:a")
+    h.run_until(lambda: h.state("quick") == "FATAL" and h.state("escaped") == "FATAL")
+    h.wait_state("echoer", "RUNNING")
+
+    def both(method: str, *params: object) -> tuple[Any, Any]:
+        while True:  # retry if the wall clock's second turned between the two calls
+            wire = h.dispatcher.call(method, list(params), wire=True)
+            plain = h.dispatcher.call(method, list(params))
+            again = h.dispatcher.call(method, list(params), wire=True)
+            if wire == again:
+                return _unmarshal(wire), _unmarshal(plain)
+
+    assert isinstance(h.dispatcher.call("supervisor.getAllProcessInfo", [], wire=True), Marshalled)
+    wire, plain = both("supervisor.getAllProcessInfo")
+    assert wire == plain
+    assert [list(w) for w in wire] == [list(p) for p in plain]  # member order
+    states = {i["name"]: (i["statename"], i["description"]) for i in wire}
+    assert states["a"][0] == "STOPPED" and states["b"] == ("STOPPED", "Not started")
+    assert states["quick"] == ("FATAL", "Exited too quickly (process log may have details)")
+    assert states["escaped"][0] == "FATAL" and "<&>" in states["escaped"][1]
+    assert states["sleeper"][1].startswith("pid ")
+    for name in ("sleeper", "grp:a", "escaped"):
+        wire, plain = both("supervisor.getProcessInfo", name)
+        assert wire == plain and list(wire) == list(plain)
+    # the cached static members follow removals
+    h.call("supervisor.stopProcessGroup", "grp")
+    h.call("supervisor.removeProcessGroup", "grp")
+    wire, plain = both("supervisor.getAllProcessInfo")
+    assert wire == plain and "a" not in {i["name"] for i in wire}
+    assert all(p.group != "grp" for p in h.namespace._statics)
 
 
 def test_process_names_and_bad_names(make: Callable[..., Harness]) -> None:
@@ -892,8 +947,8 @@ def test_vigild_end_to_end_with_supervisorctl(supervisor_factory: SupervisorFact
 @pytest.mark.parametrize("up", [0, 59, 3600, 86399, 86400, 90061, 10 * 86400 + 5, -5])
 def test_running_description_is_supervisords_uptime(up: int) -> None:
     start = 1_700_000_000
-    info = {"state": 20, "pid": 42, "start": start, "now": start + up}
     a = datetime.datetime(*time.gmtime(start + up)[:6])
     b = datetime.datetime(*time.gmtime(start)[:6])
     want = f"pid 42, uptime {max(a - b, datetime.timedelta(0))}"  # supervisord's arithmetic
-    assert rpcinterface._description(info) == want
+    got = rpcinterface._description(ProcessState.RUNNING, "x", start, 0, start + up, 42, "")
+    assert got == want
