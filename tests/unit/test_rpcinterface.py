@@ -357,6 +357,30 @@ def test_start_with_wait_answers_when_running_without_blocking(
     assert h.sup.watchers == []
 
 
+def test_a_stop_at_once_after_a_start_is_a_sigterm_stop(make: Callable[..., Harness]) -> None:
+    """supervisord calls a ``startsecs = 0`` process RUNNING when it forks; a SIGTERM
+    before the exec hits supervisord's handler in the fork and is lost, so the stop
+    waits for the SIGKILL (bench/rpc.py: 8 of 10 such stops). vigild knows the pid
+    only after the exec, so every stop is a SIGTERM stop."""
+    h = make(
+        """
+[program:zero]
+command = sleep 1000
+startsecs = 0
+stopwaitsecs = 30
+autostart = false
+"""
+    )
+    for _ in range(10):
+        assert h.call("supervisor.startProcess", "zero") is True
+        started = time.monotonic()
+        assert h.call("supervisor.stopProcess", "zero") is True
+        assert time.monotonic() - started < 5.0  # the SIGKILL would take 30 s
+    log = (h.tmp / "main.log").read_text()
+    assert log.count("stopped: zero (terminated by SIGTERM)") == 10
+    assert "SIGKILL" not in log
+
+
 def test_start_without_wait_returns_at_once(make: Callable[..., Harness]) -> None:
     h = make()
     assert h.call("supervisor.startProcess", "grp:b", False) is True
