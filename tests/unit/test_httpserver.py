@@ -1,20 +1,19 @@
-"""The HTTP server: the sans-I/O parser byte by byte, then real sockets against a real Loop.
+"""The HTTP server and its connections: real sockets against a real Loop.
 
-The socket tests run the loop in a background thread (``Served``) and talk to it with
+The tests run the loop in a background thread (``Served``) and talk to it with
 blocking client sockets from the test thread; everything the server does still happens
-on the loop's one thread.
+on the loop's one thread. The parser alone is tested in test_httpproto.py, credentials
+in test_httpauth.py, socket binding in test_httpbind.py.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import hashlib
 import http.client
 import os
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,166 +24,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from manager.httpserver import (
-    IN_USE_MESSAGE,
-    NEED_DATA,
-    BindError,
-    Credentials,
-    HTTPError,
-    HTTPServer,
-    Limits,
-    Request,
-    RequestHead,
-    RequestParser,
-    Responder,
-    Response,
-    bind_tcp,
-    bind_unix,
-)
+from manager.httpauth import Credentials
+from manager.httpbind import bind_tcp, bind_unix
+from manager.httpconn import Responder
+from manager.httpproto import Limits, Request, Response
+from manager.httpserver import HTTPServer
 from manager.loop import Loop
+from tests.support.net import basic_authorization as basic
+from tests.support.net import unix_socket_path
 
-# --- the parser, no sockets ------------------------------------------------------------------
-
+#: a request whose answer is ``POST /RPC2 hello``
 POST = (
     b"POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n"
     b"Content-Length: 5\r\n\r\nhello"
 )
-
-
-def events(parser: RequestParser) -> list[RequestHead | Request]:
-    out: list[RequestHead | Request] = []
-    while True:
-        event = parser.next_event()
-        if event is NEED_DATA:
-            return out
-        out.append(event)
-
-
-def test_parser_gives_the_head_then_the_whole_request() -> None:
-    parser = RequestParser()
-    parser.feed(POST)
-    head, request = events(parser)
-    assert isinstance(head, RequestHead) and isinstance(request, Request)
-    assert head.method == "POST" and head.target == "/RPC2" and head.version == (1, 1)
-    assert head.headers["content-type"] == "text/xml"
-    assert request.body == b"hello"
-    assert head.keep_alive
-
-
-def test_parser_fed_one_byte_at_a_time_needs_data_until_the_last_byte() -> None:
-    parser = RequestParser()
-    seen: list[RequestHead | Request] = []
-    for i in range(len(POST)):
-        parser.feed(POST[i : i + 1])
-        got = events(parser)
-        seen += got
-        if i < len(POST) - 1:
-            assert not any(isinstance(e, Request) for e in got), i
-    assert [type(e) for e in seen] == [RequestHead, Request]
-    assert seen[1].body == b"hello"  # type: ignore[union-attr]
-    # the head was complete exactly at the blank line
-    parser2 = RequestParser()
-    head_end = POST.index(b"\r\n\r\n") + 4
-    parser2.feed(POST[: head_end - 1])
-    assert parser2.next_event() is NEED_DATA
-    parser2.feed(POST[head_end - 1 : head_end])
-    assert isinstance(parser2.next_event(), RequestHead)
-
-
-def test_parser_handles_pipelined_requests_lf_endings_and_blank_lines_between() -> None:
-    parser = RequestParser()
-    parser.feed(POST + b"\r\n\nGET /a?x=1 HTTP/1.0\nConnection: keep-alive\n\n" + POST)
-    got = events(parser)
-    assert [type(e).__name__ for e in got] == ["RequestHead", "Request"] * 3
-    second = got[2]
-    assert isinstance(second, RequestHead)
-    assert second.path == "/a" and second.version == (1, 0) and second.keep_alive
-    assert not parser.in_request
-
-
-def test_parser_keep_alive_rules() -> None:
-    def head(version: str, connection: str | None) -> RequestHead:
-        parser = RequestParser()
-        extra = f"Connection: {connection}\r\n" if connection else ""
-        parser.feed(f"GET / HTTP/{version}\r\n{extra}\r\n".encode())
-        event = parser.next_event()
-        assert isinstance(event, RequestHead)
-        return event
-
-    assert head("1.1", None).keep_alive
-    assert not head("1.1", "close").keep_alive
-    assert not head("1.0", None).keep_alive
-    assert head("1.0", "Keep-Alive").keep_alive
-
-
-@pytest.mark.parametrize(
-    ("data", "status"),
-    [
-        (b"GARBAGE\r\n\r\n", 400),
-        (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
-        (b"GET / FTP/1.1\r\n\r\n", 400),
-        (b"GET / HTTP/2.0\r\n\r\n", 505),
-        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\n\r\n", 411),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 2097153\r\n\r\n", 413),
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET / HTTP/1.1\r\nA: " + b"b" * 9000 + b"\r\n\r\n", 431),
-        (b"GET / HTTP/1.1\r\n" + b"A: bbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n" * 3000, 431),
-    ],
-)
-def test_parser_rejects_malformed_and_oversized_requests(data: bytes, status: int) -> None:
-    parser = RequestParser()
-    parser.feed(data)
-    with pytest.raises(HTTPError) as info:
-        events(parser)
-    assert info.value.status == status
-
-
-def test_parser_accepts_a_body_of_exactly_the_limit() -> None:
-    parser = RequestParser(Limits(max_body=10))
-    parser.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789")
-    assert [type(e) for e in events(parser)] == [RequestHead, Request]
-
-
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=400), st.integers(min_value=1, max_value=50))
-def test_parser_never_fails_except_with_httperror(data: bytes, chunk: int) -> None:
-    parser = RequestParser(Limits(max_line=64, max_head=256, max_body=128))
-    with contextlib.suppress(HTTPError):
-        for i in range(0, len(data), chunk):
-            parser.feed(data[i : i + chunk])
-            events(parser)
-
-
-# --- credentials -----------------------------------------------------------------------------
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def test_credentials_plain_and_sha() -> None:
-    plain = Credentials("user", "thepassword")
-    assert plain.check("user", "thepassword")
-    assert not plain.check("user", "wrong")
-    assert not plain.check("other", "thepassword")
-    sha = Credentials("user", "{SHA}82ab876d1387bfafe46cc1c8a2ef074eae50cb1d")
-    assert sha.check("user", "thepassword")
-    assert not sha.check("user", "{SHA}82ab876d1387bfafe46cc1c8a2ef074eae50cb1d")
-    assert sha.authorizes(basic("user", "thepassword"))
-    assert not sha.authorizes(None)
-    assert not sha.authorizes("Basic !!!notbase64")
-    assert not sha.authorizes("Digest abc")
-    assert not sha.authorizes("Basic " + base64.b64encode(b"nocolon").decode())
-    assert plain.authorizes(basic("user", "thepassword"))
-
 
 # --- a server on a real loop -----------------------------------------------------------------
 
@@ -612,53 +465,10 @@ def test_random_bytes_never_stop_the_server(serve: Callable[..., Served]) -> Non
     assert served.errors == []
 
 
-# --- unix sockets ----------------------------------------------------------------------------
-
-
 @pytest.fixture
 def sock_path(tmp_path: Path) -> Iterator[str]:
-    # sun_path is short: use a short private directory when tmp_path is long
-    path = tmp_path / "s.sock"
-    if len(os.fsencode(path)) > 100:
-        import tempfile
-
-        short = Path(tempfile.mkdtemp(prefix="vh", dir="/tmp"))
-        yield str(short / "s.sock")
-        with contextlib.suppress(OSError):
-            os.unlink(short / "s.sock")
-        short.rmdir()
-    else:
-        yield str(path)
-
-
-def test_unix_socket_is_never_more_open_than_its_mode(
-    sock_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    modes_before_chmod: list[int] = []
-    real_chmod = os.chmod
-
-    def spy(path: str, mode: int) -> None:
-        modes_before_chmod.append(stat.S_IMODE(os.stat(path).st_mode))
-        real_chmod(path, mode)
-
-    monkeypatch.setattr(os, "chmod", spy)
-    sock = bind_unix(sock_path)
-    try:
-        # bound under umask 0177: no group/other access even before chmod
-        assert modes_before_chmod == [0o600]
-        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o700
-    finally:
-        sock.close()
-        os.unlink(sock_path)
-
-
-def test_unix_socket_chmod_setting_is_applied(sock_path: str) -> None:
-    sock = bind_unix(sock_path, chmod=0o770)
-    try:
-        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o770
-    finally:
-        sock.close()
-        os.unlink(sock_path)
+    with unix_socket_path(tmp_path) as path:
+        yield path
 
 
 def test_unix_server_serves_and_removes_its_socket_at_close(sock_path: str) -> None:
@@ -685,72 +495,6 @@ def test_close_does_not_remove_a_socket_that_is_no_longer_ours(sock_path: str) -
         other.close()
         os.unlink(sock_path)
         loop.close()
-
-
-def test_stale_socket_file_is_removed(sock_path: str) -> None:
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(sock_path)
-    dead.close()  # the file stays, nobody listens
-    assert os.path.exists(sock_path)
-    sock = bind_unix(sock_path)
-    try:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with probe:
-            probe.connect(sock_path)
-    finally:
-        sock.close()
-        os.unlink(sock_path)
-
-
-def test_socket_in_use_is_a_bind_error_and_is_left_alone(sock_path: str) -> None:
-    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    live.bind(sock_path)
-    live.listen(1)
-    try:
-        with pytest.raises(BindError) as info:
-            bind_unix(sock_path)
-        assert str(info.value) == IN_USE_MESSAGE
-        assert IN_USE_MESSAGE.startswith("Another program is already listening on a port")
-        assert os.path.exists(sock_path)
-    finally:
-        live.close()
-        os.unlink(sock_path)
-
-
-def test_a_regular_file_at_the_socket_path_is_not_deleted(sock_path: str) -> None:
-    Path(sock_path).write_text("precious")
-    try:
-        with pytest.raises(BindError, match="not a socket"):
-            bind_unix(sock_path)
-        assert Path(sock_path).read_text() == "precious"
-    finally:
-        os.unlink(sock_path)
-
-
-def test_unix_socket_in_a_missing_directory_is_a_bind_error(tmp_path: Path) -> None:
-    with pytest.raises(BindError, match="Cannot open an HTTP server"):
-        bind_unix(str(tmp_path / "missing" / "s.sock"))
-
-
-def test_tcp_port_in_use_is_a_bind_error() -> None:
-    first = bind_tcp("127.0.0.1", 0)
-    try:
-        port = first.getsockname()[1]
-        with pytest.raises(BindError) as info:
-            bind_tcp("127.0.0.1", port)
-        assert str(info.value) == IN_USE_MESSAGE
-    finally:
-        first.close()
-
-
-def test_tcp_bind_to_all_interfaces_and_unresolvable_host() -> None:
-    sock = bind_tcp("*", 0)
-    try:
-        assert sock.getsockname()[0] == "0.0.0.0"
-    finally:
-        sock.close()
-    with pytest.raises(BindError):
-        bind_tcp("no-such-host.invalid", 0)
 
 
 def test_server_close_closes_open_connections() -> None:
