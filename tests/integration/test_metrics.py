@@ -20,7 +20,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from listeners.plugins.metrics import MetricsCollector, MetricsConfig, MetricsServer
+from listeners.metrics import MetricsCollector, MetricsConfig, MetricsServer
 from manager.events import EventType, ProcessStateChange
 from tests.support.net import free_port
 from tests.support.supervisor import PYTHON, VIGIL_LISTENER, Supervisor

@@ -20,20 +20,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthchecks.breaker import BreakerEvent, BreakerState, BreakerTransition
 from healthchecks.result import CheckResult
-from listeners.plugin import PluginContext
-from listeners.plugins.health import BreakerChange, CheckOutcome, Remediation, VerdictChange
-from listeners.plugins.metrics import (
+from listeners.metrics import (
     BREAKER_VALUES,
     DURATION_BUCKETS,
     RESTART_CAUSES,
     START_GRACE,
     MetricsCollector,
     MetricsConfig,
-    MetricsPlugin,
     MetricsServer,
     load_metrics_config,
-    setup,
 )
+from listeners.plugin import PluginContext
+from listeners.plugins.health import BreakerChange, CheckOutcome, Remediation, VerdictChange
+from listeners.plugins.metrics import MetricsPlugin, setup
 from listeners.runtime import RuntimeStatistics
 from manager.events import EventType, ProcessStateChange
 from manager.ini import ConfigError, read_ini
@@ -753,7 +752,7 @@ def plugin(tmp_path: Path) -> Iterator[tuple[PluginContext, MetricsPlugin, FakeA
         ctx.stopping.set()
         for callback in reversed(ctx._on_stop):
             callback()
-    assert not instance._thread.is_alive()
+    assert not instance.reconciler._thread.is_alive()
 
 
 def wait_sample(
@@ -820,9 +819,40 @@ def test_plugin_reports_an_unreachable_supervisor() -> None:
     p = MetricsPlugin(ctx, MetricsConfig(port=0))  # not started: reconcile by hand
     registry = CollectorRegistry()
     registry.register(p.collector)
-    p.reconcile()
+    p.reconciler.reconcile()
     assert registry.get_sample_value("supervisor_up") == 0
     assert registry.get_sample_value("vigil_metrics_reconciles_total", {"result": "error"}) == 1
     api.down = False
-    p.reconcile()
+    p.reconciler.reconcile()
     assert registry.get_sample_value("supervisor_up") == 1
+
+
+# --- the package surface --------------------------------------------------------------------
+
+
+def test_metrics_package_reexports_its_public_names() -> None:
+    import importlib
+
+    import listeners.metrics as pkg
+
+    exported = [n for n in dir(pkg) if not n.startswith("_")]
+    assert {"MetricsCollector", "MetricsConfig", "MetricsServer", "Reconciler"} <= set(exported)
+    for name in exported:
+        value = getattr(pkg, name)
+        module_name = getattr(value, "__module__", "")
+        if not module_name.startswith("listeners.metrics."):
+            continue
+        module = importlib.import_module(module_name)
+        assert getattr(module, name) is value
+        assert name in module.__all__, f"{name} missing from {module_name}.__all__"
+
+
+def test_plugin_module_still_exports_the_names_it_had() -> None:
+    """``listeners.plugins.metrics`` kept its public names when its parts moved out."""
+    import listeners.metrics as pkg
+    import listeners.plugins.metrics as plugin
+
+    for name in plugin.__all__:
+        value = getattr(plugin, name)
+        if name not in ("MetricsPlugin", "setup"):
+            assert value is getattr(pkg, name)
