@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 
 __all__ = ["UNAUTHORIZED_HEADERS", "Credentials"]
@@ -38,6 +36,11 @@ class Credentials:
 
     def check(self, username: str, password: str) -> bool:
         """Whether the pair matches, in time independent of where they differ."""
+        # imported here: hashlib loads OpenSSL (~2 MB of RSS), which a daemon without
+        # credentials never needs
+        import hashlib
+        import hmac
+
         stored = self.password
         if stored.startswith("{SHA}"):
             given = hashlib.sha1(password.encode("utf-8")).hexdigest().encode("ascii")

@@ -27,10 +27,10 @@ it must unmarshal to exactly what ``<method>`` returns.
 
 from __future__ import annotations
 
-import email.utils
 import inspect
 import logging
 import os
+import time
 import types
 import typing
 import urllib.parse
@@ -256,7 +256,7 @@ class RPCHandler:
             responder.send(Response(404, b"404 Not Found\n"))
             return
         headers = (
-            ("Last-Modified", email.utils.formatdate(mtime, usegmt=True)),
+            ("Last-Modified", _http_date(mtime)),
             ("X-Accel-Buffering", "no"),
         )
         tail.start(responder.stream(200, "text/plain;charset=utf-8", headers))
@@ -357,6 +357,19 @@ class _Tail:
             self.timer.cancel()
             self.timer = None
         self.file.close()
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(t: float) -> str:
+    """An RFC 9110 date, as ``email.utils.formatdate(t, usegmt=True)`` (whose import is 2 MB)."""
+    g = time.gmtime(t)
+    return (
+        f"{_DAYS[g.tm_wday]}, {g.tm_mday:02d} {_MONTHS[g.tm_mon - 1]} {g.tm_year:04d} "
+        f"{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d} GMT"
+    )
 
 
 def _answer(responder: Responder, method: str, deferred: Deferred) -> None:

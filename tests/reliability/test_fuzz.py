@@ -21,6 +21,7 @@ Hypothesis example counts: ``scaled(bounded, full)``; see /tmp figures in RELIAB
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -35,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 from xml.sax.saxutils import escape
 
 import pytest
@@ -44,7 +46,7 @@ from hypothesis import strategies as st
 from bench.soak import core_fds, core_rss_kb, core_zombies
 from manager.config import Config, load_config
 from manager.ini import ConfigError
-from manager.rpcserver import BadRequest, loads_request
+from manager.xmlrpcwire import BadRequest, Opaque, loads_request
 from tests.reliability.conftest import FULL, scaled
 from tests.support.net import free_port
 from tests.support.supervisor import (
@@ -524,6 +526,93 @@ def test_loads_request_only_ever_raises_bad_request(body: bytes) -> None:
     else:
         assert isinstance(params, tuple)
         assert method is None or isinstance(method, str)
+
+
+def _xmlrpc_client_reads(body: bytes) -> tuple[Any, str | None] | None:
+    """What ``xmlrpc.client``'s Unmarshaller makes of a call (vigild's reader until it had
+    its own), with the DTD refusal and the same reading of its errors; None: refused."""
+    if re.search(rb"<!\s*(DOCTYPE|ENTITY)", body, re.IGNORECASE):
+        return None
+    u = xmlrpc.client.Unmarshaller()
+    u.xml("", None)
+    parser = expat.ParserCreate(None, None)
+    parser.StartElementHandler = u.start
+    parser.EndElementHandler = u.end
+    parser.CharacterDataHandler = u.data
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.buffer_text = True
+    try:
+        parser.Parse(body, True)
+    except Exception:
+        return None
+    try:
+        params = u.close()
+    except xmlrpc.client.ResponseError:
+        params = ()  # not a call: no parameters
+    except Exception:
+        return None  # a fault
+    return _normal(params), u.getmethodname()
+
+
+def _refuse(*args: object) -> None:
+    raise ValueError("DTD")
+
+
+def _normal(value: Any) -> Any:
+    """Values made comparable: base64 and dateTime as tagged tuples, nan as a string."""
+    if isinstance(value, xmlrpc.client.Binary):
+        return ("base64", value.data)
+    if isinstance(value, xmlrpc.client.DateTime):
+        return ("dateTime", value.value)
+    if isinstance(value, Opaque):
+        if value.kind == "base64":
+            return ("base64", base64.decodebytes(value.text.encode("ascii")))
+        return ("dateTime", value.text)
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, list | tuple):
+        return [type(value).__name__, *(_normal(v) for v in value)]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=XML_EXAMPLES, deadline=None)
+@given(xmlrpc_documents())
+@example(
+    b"<methodCall><methodName>m</methodName><params><param><value><base64>AAAA</base64>"
+    b"</value></param><param><value><ex:i8>7</ex:i8></value></param><param><value>"
+    b"<dateTime.iso8601> 20261127T05:00:00 </dateTime.iso8601></value></param>"
+    b"</params></methodCall>"
+)
+@example(
+    b"<methodCall><methodName>m</methodName><params><param><value>untyped</value>"
+    b"</param><param><value><nil/></value></param></params></methodCall>"
+)
+@example(
+    b"<methodCall><methodName>m</methodName><params><param><value><array><data>"
+    b"</data></array></value></param></methodCall>"
+)
+@example(  # found by the full run: a dateTime cannot be a struct key
+    b"<methodCall><methodName>m</methodName><params><param><value><struct><dateTime.iso8601/>"
+    b"<value/></struct></value></param></params></methodCall>"
+)
+@example(
+    b"<methodCall><methodName>m</methodName><params><param><value><struct><value/>"
+    b"<dateTime.iso8601/></struct></value></param></params></methodCall>"
+)
+def test_loads_request_reads_what_xmlrpc_client_reads(body: bytes) -> None:
+    """A differential fuzz: vigild's own reader (so no xmlrpc.client, http.client or ssl
+    in the daemon) accepts exactly the calls xmlrpc.client accepts, with the same values."""
+    want = _xmlrpc_client_reads(body)
+    try:
+        params, method = loads_request(body)
+    except BadRequest:
+        assert want is None
+        return
+    assert want is not None
+    assert (_normal(params), method) == want
 
 
 @pytest.mark.parametrize(

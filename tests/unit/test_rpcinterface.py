@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import email.utils
 import itertools
 import os
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from manager import rpcinterface
+from manager import rpcinterface, rpcserver
 from manager.config import load_config
 from manager.faults import Fault
 from manager.loop import Loop
@@ -655,6 +656,31 @@ def test_marshal_clamps_ints_and_replaces_characters_xml_cannot_carry() -> None:
         marshal_value(None)
     (enums,), _ = xmlrpc.client.loads(marshal_value([Fault.BAD_NAME, SupervisorState.RUNNING]))
     assert enums == [10, 1]
+
+
+@pytest.mark.parametrize("text", ["BAD_NAME: x", "FAILED: <a & b> \x1b", "", "é\u2603"])
+def test_marshal_fault_writes_what_xmlrpc_client_writes(text: str) -> None:
+    want = xmlrpc.client.dumps(
+        xmlrpc.client.Fault(10, text.replace("\x1b", "\ufffd")), methodresponse=True
+    )
+    assert marshal_fault(Fault.BAD_NAME, text) == want.encode("utf-8")
+
+
+def test_odd_values_marshal_as_xmlrpc_client_reads_them_or_are_refused() -> None:
+    class Text(str):
+        pass
+
+    value = [Text("t"), {"k": [1.5, (2, 3)]}, 0.1, -0.0]
+    (back,), _ = xmlrpc.client.loads(marshal_value(value))
+    assert back == ["t", {"k": [1.5, [2, 3]]}, 0.1, -0.0]
+    for bad in (None, b"bytes", object(), [None]):
+        with pytest.raises(TypeError):
+            marshal_value(bad)
+
+
+@pytest.mark.parametrize("t", [0, 1_700_000_000.5, 951_782_400, 4_102_444_799])
+def test_logtail_dates_are_email_utils_dates(t: float) -> None:
+    assert rpcserver._http_date(t) == email.utils.formatdate(t, usegmt=True)
 
 
 def test_loads_request_accepts_calls_and_refuses_dtds() -> None:
