@@ -22,11 +22,17 @@ Expansion names per key follow supervisord 4.3 (reference §4.3):
 * once-per-section program keys: plus ``program_name``, ``group_name``, ``host_node_name``;
 * per-process keys (``process_name environment command directory *_logfile*
   *_syslog``): plus ``process_num``, ``numprocs`` and, after ``environment``,
-  the program's own variables as ``ENV_*``.
+  the program's own variables as ``ENV_*``;
+* ``[fcgi-program:x] socket``: ``ENV_*``, ``here``, ``program_name``; the other
+  ``socket_*`` keys ``ENV_*`` and ``here``.
 
-Sections Vigil does not know (``[rpcinterface:x]``, ``[fcgi-program:x]``,
-``[healthcheck:x]``, ``[metrics]``...) are ignored, as supervisord ignores
-unknown sections.
+``[fcgi-program:x]`` is a ``[program:x]`` plus a socket (:class:`InetSocketConfig`
+or :class:`UnixSocketConfig`, reference §4.8) that every one of its processes
+gets as fd 0 (see :mod:`manager.fcgisocket`); its group is a :class:`GroupConfig`
+like any program's, and a ``[group:x]`` may list it.
+
+Sections Vigil does not know (``[rpcinterface:x]``, ``[healthcheck:x]``,
+``[metrics]``...) are ignored, as supervisord ignores unknown sections.
 
 Differences from supervisord 4.3, on purpose:
 
@@ -41,8 +47,17 @@ Differences from supervisord 4.3, on purpose:
   ``[eventlistener:x]``, or ``[group:x]``), and two processes with the same
   name in one group, are errors; supervisord silently keeps one of them.
 * Only the first ``[unix_http_server*]`` section is used (with a warning).
-* ``[fcgi-program:x]`` is not supported, so a ``[group:x]`` naming one is an
-  unknown program; ``result_handler`` is imported to check it (see manager/results.py).
+* ``result_handler`` is imported to check it (see manager/results.py).
+* An ``[fcgi-program:x]`` listed in a ``[group:x]`` keeps its socket (supervisord
+  4.3 spawns it as a plain program with a pipe as fd 0, and ignores its socket
+  keys), so there too ``socket`` is required.
+* Two ``[fcgi-program:x]`` sections with the same ``socket`` are an error
+  (supervisord: the second one's spawns crash it, or steal the unix socket).
+* A relative unix socket path or a bad ``socket`` is reported in a sentence
+  (supervisord prints a tuple: ``('Bad socket format %s', 'x')``).
+* A change of ``socket_backlog``, ``socket_mode`` or ``socket_owner`` changes the
+  group for :func:`diff_groups` (supervisord compares only the socket's URL, so
+  ``update`` keeps the old mode until a restart).
 * A group's processes are sorted by (priority, name), so reordering
   ``programs=`` is not a change for :func:`diff_groups`; and a switch between
   ``AUTO`` and a file name *is* one (supervisord ignores AUTO when comparing).
@@ -52,8 +67,11 @@ from __future__ import annotations
 
 import os
 import platform
+import pwd
+import re
 import shlex
 import signal
+import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -81,12 +99,15 @@ __all__ = [
     "Config",
     "GroupConfig",
     "InetHttpServerConfig",
+    "InetSocketConfig",
     "LogConfig",
     "PoolConfig",
     "ProcessConfig",
+    "SocketConfig",
     "SupervisorctlConfig",
     "SupervisordConfig",
     "UnixHttpServerConfig",
+    "UnixSocketConfig",
     "diff_groups",
     "load_config",
 ]
@@ -148,12 +169,51 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class InetSocketConfig:
+    """An ``[fcgi-program:x]`` ``socket = tcp://host:port`` (reference §4.8)."""
+
+    #: lower-cased, as written (a name is resolved when the socket is bound, IPv4 only)
+    host: str
+    port: int
+    #: ``listen()`` backlog (``socket_backlog``)
+    backlog: int = socket.SOMAXCONN
+
+    @property
+    def url(self) -> str:
+        """supervisord's name for the socket, ``tcp://host:port``."""
+        return f"tcp://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UnixSocketConfig:
+    """An ``[fcgi-program:x]`` ``socket = unix:///abs/path`` (reference §4.8)."""
+
+    #: absolute, normalized
+    path: str
+    #: ``socket_mode``
+    mode: int = 0o700
+    #: ``socket_owner`` as ``(uid, gid)`` (gid ``-1`` = unchanged); ``None`` = vigild's own
+    owner: tuple[int, int] | None = None
+    #: ``listen()`` backlog (``socket_backlog``)
+    backlog: int = socket.SOMAXCONN
+
+    @property
+    def url(self) -> str:
+        """supervisord's name for the socket, ``unix:///abs/path``."""
+        return f"unix://{self.path}"
+
+
+#: The socket of an ``[fcgi-program:x]``.
+SocketConfig = InetSocketConfig | UnixSocketConfig
+
+
+@dataclass(frozen=True)
 class ProcessConfig:
     """One process instance, after ``numprocs`` expansion (reference §4.5)."""
 
     name: str
     group: str
-    #: the section name after ``program:`` / ``eventlistener:``
+    #: the section name after ``program:`` / ``eventlistener:`` / ``fcgi-program:``
     program: str
     #: ``command`` after expansion
     command: str
@@ -182,6 +242,8 @@ class ProcessConfig:
     stdout: LogConfig = LogConfig()
     stderr: LogConfig = LogConfig()
     is_listener: bool = False
+    #: an ``[fcgi-program:x]``'s socket, the child's fd 0 (shared by the section's processes)
+    socket: SocketConfig | None = None
 
     @property
     def namespec(self) -> str:
@@ -191,7 +253,7 @@ class ProcessConfig:
 
 @dataclass(frozen=True)
 class GroupConfig:
-    """A process group: one ``[program:x]``, or a ``[group:x]`` of programs."""
+    """A process group: one ``[program:x]`` or ``[fcgi-program:x]``, or a ``[group:x]`` of them."""
 
     name: str
     priority: int
@@ -325,6 +387,8 @@ class _Loader:
         self.host = host
         self.cwd = cwd
         self.warnings: list[str] = list(ini.warnings)
+        #: fcgi socket URL -> the section that uses it (two sections may not share one)
+        self.sockets: dict[str, Section] = {}
 
     # -- conversions
 
@@ -439,22 +503,33 @@ class _Loader:
             programs: list[str] = self.value(s, "programs", _list, [], {})
             processes: list[ProcessConfig] = []
             for program in programs:
-                member = self.ini.section(f"program:{program}")
+                plain = self.ini.section(f"program:{program}")
+                fcgi = self.ini.section(f"fcgi-program:{program}")
+                if plain is not None and fcgi is not None:
+                    raise s.error(
+                        "programs",
+                        f"[{s.name}] name {program} is ambiguous "
+                        "(exists as program and fcgi-program)",
+                    )
+                member = plain or fcgi
                 if member is None:
-                    raise s.error("programs", f"[{s.name}] names unknown program {program}")
+                    raise s.error(
+                        "programs", f"[{s.name}] names unknown program or fcgi-program {program}"
+                    )
                 grouped.add(member.name)
-                processes.extend(self.processes(member, name, listener=False))
+                processes.extend(self.processes(member, name, listener=False, fcgi=member is fcgi))
             priority = self.value(s, "priority", _int, 999, {})
             groups.append(GroupConfig(name, priority, _checked(processes, s)))
 
-        for s in self.ini.sections_with_prefix("program:"):
-            if s.name in grouped:
-                continue
-            name = _section_name(s)
-            claim(name, s)
-            priority = self.value(s, "priority", _int, 999, {})
-            processes = self.processes(s, name, listener=False)
-            groups.append(GroupConfig(name, priority, _checked(processes, s)))
+        for prefix in ("program:", "fcgi-program:"):
+            for s in self.ini.sections_with_prefix(prefix):
+                if s.name in grouped:
+                    continue
+                name = _section_name(s)
+                claim(name, s)
+                priority = self.value(s, "priority", _int, 999, {})
+                processes = self.processes(s, name, listener=False, fcgi=prefix != "program:")
+                groups.append(GroupConfig(name, priority, _checked(processes, s)))
 
         pools: list[PoolConfig] = []
         for s in self.ini.sections_with_prefix("eventlistener:"):
@@ -498,8 +573,10 @@ class _Loader:
 
     # -- processes
 
-    def processes(self, s: Section, group: str, *, listener: bool) -> list[ProcessConfig]:
-        """Every process of one ``[program:x]`` / ``[eventlistener:x]`` section."""
+    def processes(
+        self, s: Section, group: str, *, listener: bool, fcgi: bool = False
+    ) -> list[ProcessConfig]:
+        """Every process of one ``[program:x]`` / ``[eventlistener:x]`` / ``[fcgi-program:x]``."""
         program = _section_name(s)
         once: dict[str, object] = {
             "program_name": program,
@@ -517,6 +594,7 @@ class _Loader:
             # each one is a process; without a bound, numprocs = 2147483648 hangs the load
             raise s.error("numprocs", f"at most {MAX_NUMPROCS:,} processes per section")
         numprocs_start = get("numprocs_start", _int, 0)
+        user = self.optional(s, "user", dt.user_name, once)
         # The keys supervisord evaluates once per section; per-process ones are placeholders.
         template = ProcessConfig(
             name=program,
@@ -535,7 +613,7 @@ class _Loader:
             stopwaitsecs=get("stopwaitsecs", parse_float, 10.0),
             stopasgroup=stopasgroup,
             killasgroup=get("killasgroup", parse_bool, stopasgroup),
-            user=self.optional(s, "user", dt.user_name, once),
+            user=user,
             umask=self.optional(s, "umask", dt.octal, once),
             serverurl=None if (serverurl or "").strip().upper() in ("AUTO", "") else serverurl,
             redirect_stderr=get("redirect_stderr", parse_bool, False),
@@ -548,6 +626,7 @@ class _Loader:
                 events_enabled=get("stderr_events_enabled", parse_bool, False),
             ),
             is_listener=listener,
+            socket=self.fcgi_socket(s, program, user) if fcgi else None,
         )
 
         name_template = s.get("process_name", "%(program_name)s")
@@ -619,6 +698,77 @@ class _Loader:
             stdout=logs["stdout"],
             stderr=logs["stderr"],
         )
+
+    def fcgi_socket(self, s: Section, program: str, user: str | None) -> SocketConfig:
+        """The ``socket*`` keys of an ``[fcgi-program:x]``, with supervisord's messages.
+
+        ``socket`` expands ``ENV_*``, ``here`` and ``program_name``; the other keys
+        ``ENV_*`` and ``here``. A unix socket of a program run as another ``user`` is
+        owned by that user unless ``socket_owner`` says otherwise, as in supervisord.
+        """
+
+        def backlog(text: str) -> int:
+            value = _int(text)
+            if not 1 <= value <= 65535:
+                raise ValueError(f"Invalid socket_backlog value {value}")
+            return value
+
+        def owner(text: str) -> tuple[int, int]:
+            try:
+                return dt.user_group(text)
+            except ValueError:
+                raise ValueError(f"Invalid socket_owner value {text}") from None
+
+        def mode(text: str) -> int:
+            try:
+                return dt.octal(text)
+            except ValueError:
+                raise ValueError(f"Invalid socket_mode value {text}") from None
+
+        socket_backlog = self.value(s, "socket_backlog", backlog, socket.SOMAXCONN, {})
+        socket_owner = self.optional(s, "socket_owner", owner, {})
+        socket_mode = self.optional(s, "socket_mode", mode, {})
+        text = self.optional(s, "socket", str, {"program_name": program})
+        if not text:
+            raise s.error("socket", f'[{s.name}] section requires a "socket" line')
+
+        def bad(why: str, key: str = "socket") -> ConfigError:
+            return s.error(key, f"{why} in [{s.name}] socket")
+
+        config: SocketConfig
+        if text.startswith("unix://"):
+            path = text[len("unix://") :]
+            if not os.path.isabs(path):
+                raise bad(f"Unix socket path {path} is not an absolute path")
+            if socket_owner is None and user is not None:
+                pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+                if pw.pw_uid != os.getuid():
+                    socket_owner = (pw.pw_uid, pw.pw_gid)
+            config = UnixSocketConfig(
+                os.path.normpath(path),
+                mode=0o700 if socket_mode is None else socket_mode,
+                owner=socket_owner,
+                backlog=socket_backlog,
+            )
+        elif socket_owner is not None or socket_mode is not None:
+            raise bad(
+                "socket_owner and socket_mode params should only be used with a Unix domain socket",
+                "socket_owner" if socket_owner is not None else "socket_mode",
+            )
+        else:
+            m = re.match(r"tcp://([^\s:]+):(\d+)$", text)
+            if m is None:
+                raise bad(f"Bad socket format {text}")
+            port = int(m.group(2))
+            if port < 1:
+                raise bad(f"{port!r} is below lower bound (1)")
+            if port > 0xFFFF:
+                raise bad(f"{port!r} is above upper bound (65535)")
+            config = InetSocketConfig(m.group(1).lower(), port, backlog=socket_backlog)
+        other = self.sockets.setdefault(config.url, s)
+        if other is not s:
+            raise s.error("socket", f"{config.url} is already the socket of [{other.name}]")
+        return config
 
     def log_target(self, text: str) -> LogTarget:
         target = dt.log_target(text)

@@ -6,7 +6,8 @@ The core never forks, signals or resolves commands itself: it asks an :class:`OS
 Spawning uses :class:`subprocess.Popen` (fork+exec in C, exec errors reported
 back to the parent), with each child in its own process group (``setpgid(0,0)``,
 as supervisord's ``setpgrp``), its own pipes, ``close_fds``, and
-``user``/``umask``/``cwd`` applied in the child.
+``user``/``umask``/``cwd`` applied in the child. A spec's ``stdin`` fd (an
+fcgi-program's socket) becomes the child's fd 0 instead of a pipe.
 """
 
 from __future__ import annotations
@@ -45,12 +46,16 @@ class SpawnSpec:
     umask: int | None = None
     user: str | None = None
     redirect_stderr: bool = False
+    #: an fd to be the child's fd 0 (an fcgi-program's socket; the caller keeps it);
+    #: ``None`` = a new pipe
+    stdin: int | None = None
 
 
 @dataclass(frozen=True)
 class Spawned:
     pid: int
-    stdin: int
+    #: None when the spec gave the child its stdin.
+    stdin: int | None
     stdout: int
     #: None when stderr is redirected to stdout.
     stderr: int | None
@@ -124,7 +129,9 @@ class RealOS:
                 extra_groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
             elif os.getuid() != pw.pw_uid:
                 raise SpawnError(f"can't run as user {spec.user!r}: vigild is not root")
-        fds = [os.pipe() for _ in range(2 if spec.redirect_stderr else 3)]
+        outputs = [os.pipe() for _ in range(1 if spec.redirect_stderr else 2)]
+        # no stdin pipe when the spec brings the child's fd 0 (-1: nothing to close)
+        fds = [os.pipe() if spec.stdin is None else (-1, -1), *outputs]
         (in_r, in_w), (out_r, out_w) = fds[0], fds[1]
         err_r, err_w = fds[2] if len(fds) == 3 else (None, None)
         argv, executable = list(spec.argv), program
@@ -132,7 +139,7 @@ class RealOS:
             p = subprocess.Popen(
                 argv,
                 executable=executable,
-                stdin=in_r,
+                stdin=in_r if spec.stdin is None else spec.stdin,
                 stdout=out_w,
                 stderr=subprocess.STDOUT if err_w is None else err_w,
                 cwd=spec.cwd,
@@ -147,7 +154,8 @@ class RealOS:
         except BaseException as exc:
             for pair in fds:
                 for fd in pair:
-                    os.close(fd)
+                    if fd >= 0:
+                        os.close(fd)
             if isinstance(exc, FileNotFoundError):
                 if spec.cwd is not None and exc.filename == spec.cwd:
                     raise SpawnError(f"couldn't chdir to {spec.cwd}: ENOENT") from None
@@ -163,7 +171,8 @@ class RealOS:
                     f"couldn't spawn {spec.argv[0]!r}: {name}: {exc.strerror}"
                 ) from None
             raise
-        os.close(in_r)
+        if in_r >= 0:
+            os.close(in_r)
         os.close(out_w)
         if err_w is not None:
             os.close(err_w)
@@ -172,7 +181,7 @@ class RealOS:
         self._live.add(p.pid)
         if self._watchdog is not None:
             self._watchdog.spawned(p.pid)
-        return Spawned(pid=p.pid, stdin=in_w, stdout=out_r, stderr=err_r)
+        return Spawned(pid=p.pid, stdin=in_w if in_w >= 0 else None, stdout=out_r, stderr=err_r)
 
     def released(self, pid: int) -> None:
         """A child was reaped — or the watchdog itself, which is then replaced."""

@@ -34,7 +34,7 @@ from manager.config import ProcessConfig
 from manager.datatypes import AutoRestart
 from manager.events import Event, ProcessStateChange
 from manager.loop import Timer
-from manager.osfacade import OS, Spawned, SpawnError, SpawnSpec
+from manager.osfacade import OS, Spawned, SpawnError
 from manager.states import ProcessState, check_transition, event_for
 
 __all__ = ["Process", "ProcessHost", "decode_exit", "signal_name"]
@@ -74,7 +74,14 @@ class ProcessHost(Protocol):
 
     def emit(self, event: Event) -> None: ...
 
-    def spawn_spec(self, process: Process) -> SpawnSpec: ...
+    def spawn_child(self, process: Process) -> Spawned:
+        """Fork ``process``'s child: ``os.spawn`` of its spec, plus what the host hands it
+        (an fcgi-program's socket as fd 0).
+
+        Raises:
+            SpawnError: the child could not be started.
+        """
+        ...
 
     def spawned(self, process: Process, spawned: Spawned) -> None:
         """Wire the new child's pipes."""
@@ -177,7 +184,7 @@ class Process:
         self.started_at = host.now()
         self._change(P.STARTING, tries=self.backoff)
         try:
-            spawned = host.os.spawn(host.spawn_spec(self))
+            spawned = host.spawn_child(self)
         except SpawnError as exc:
             self.spawnerr = str(exc)
             host.log.info("spawnerr: %s", exc)

@@ -27,6 +27,11 @@ thread, in callbacks:
   A stalled pool holds nobody back and, at ``SPILL × buffer_size`` events,
   discards its oldest event of any type (supervisord: at buffer_size), until one
   of its listeners accepts an event again.
+* an ``[fcgi-program:x]``'s socket (:class:`~manager.fcgisocket.SharedSocket`, one
+  per program section, kept in its :class:`Group`) is checked when the group is
+  created, taken by each spawn as the child's fd 0 and released when that child is
+  reaped (before its exit is processed, so an autorestart of the last child gets
+  a new socket) — supervisord's socket_manager timing.
 
 Shutdown (SIGTERM/SIGINT/SIGQUIT, RPC ``shutdown``) stops groups one at a time in
 descending priority, waiting for each; reload (SIGHUP, RPC ``restart``) does the
@@ -43,7 +48,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from manager import mainlog
@@ -58,9 +63,10 @@ from manager.events import (
     SupervisorStateChange,
     Tick,
 )
+from manager.fcgisocket import FcgiSocketError, SharedSocket
 from manager.logfiles import RotatingFile, auto_log_path, cleanup_auto_logs
 from manager.loop import Loop, Timer
-from manager.osfacade import OS, RealOS, Spawned, SpawnSpec
+from manager.osfacade import OS, RealOS, Spawned, SpawnError, SpawnSpec
 from manager.pool import ListenerPool
 from manager.process import Process
 from manager.states import RUNNING_STATES, STOPPED_STATES, ProcessState, SupervisorState
@@ -87,6 +93,8 @@ class Group:
     config: GroupConfig | PoolConfig
     processes: dict[str, Process] = field(default_factory=dict)
     pool: ListenerPool | None = None
+    #: fcgi-program sockets by program (section) name
+    sockets: dict[str, SharedSocket] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -279,6 +287,8 @@ class Supervisor:
         self.groups: dict[str, Group] = {}
         self.children: dict[int, _Child] = {}
         self.by_pid: dict[int, Process] = {}
+        #: pid -> the fcgi socket that child holds (released when it is reaped)
+        self._socket_refs: dict[int, SharedSocket] = {}
         self.paused: set[_Output] = set()
         self.logfiles: dict[tuple[str, str, str], RotatingFile] = {}
         self._tick_timers: list[Timer] = []
@@ -437,11 +447,36 @@ class Supervisor:
             redirect_stderr=cfg.redirect_stderr and not cfg.is_listener,
         )
 
+    def spawn_child(self, process: Process) -> Spawned:
+        """Spawn ``process``; an fcgi-program's child gets a reference to its socket as fd 0.
+
+        Raises:
+            SpawnError: also when the socket cannot be created.
+        """
+        spec = self.spawn_spec(process)
+        group = self.groups.get(process.group)
+        shared = group.sockets.get(process.config.program) if group is not None else None
+        if shared is None:
+            return self._os.spawn(spec)
+        try:
+            fd = shared.acquire()
+        except FcgiSocketError as exc:
+            raise SpawnError(str(exc)) from None
+        try:
+            spawned = self._os.spawn(replace(spec, stdin=fd))
+        except BaseException:
+            shared.release()
+            raise
+        self._socket_refs[spawned.pid] = shared
+        return spawned
+
     def spawned(self, process: Process, spawned: Spawned) -> None:
-        child = _Child(spawned.pid, spawned.stdin)
+        stdin = -1 if spawned.stdin is None else spawned.stdin
+        child = _Child(spawned.pid, stdin)
         self.children[spawned.pid] = child
         self.by_pid[spawned.pid] = process
-        os.set_blocking(spawned.stdin, False)
+        if stdin >= 0:
+            os.set_blocking(stdin, False)
         group = self.groups[process.group]
         pool = group.pool
         cfg = process.config
@@ -544,6 +579,9 @@ class Supervisor:
                 return
             self._os.released(pid)
             process = self.by_pid.pop(pid, None)
+            shared = self._socket_refs.pop(pid, None)
+            if shared is not None:
+                shared.release()
             child = self.children.get(pid)
             if child is not None:
                 for out in child.outputs:
@@ -575,8 +613,20 @@ class Supervisor:
             found = self._subscribers[t] = [p for p in self.pools() if p.subscribes(t)]
         return found
 
-    def add_group(self, cfg: GroupConfig | PoolConfig) -> Group:
+    def add_group(self, cfg: GroupConfig | PoolConfig, *, check_sockets: bool = True) -> Group:
+        """Create a group (its processes STOPPED) and announce it.
+
+        Raises:
+            FcgiSocketError: (with ``check_sockets``) an fcgi-program's socket cannot be
+                created; nothing was added, as in supervisord.
+        """
         group = Group(cfg)
+        for pc in cfg.processes:
+            if pc.socket is not None and pc.program not in group.sockets:
+                group.sockets[pc.program] = SharedSocket(pc.socket, log=self.log)
+        if check_sockets:
+            for shared in group.sockets.values():
+                shared.check()
         if isinstance(cfg, PoolConfig):
             group.pool = ListenerPool(
                 cfg,
@@ -619,6 +669,7 @@ class Supervisor:
     def remove_group(self, name: str) -> None:
         group = self.groups.pop(name)
         self._subscribers.clear()
+        self._close_sockets(group)
         for p in group.processes.values():
             for channel in ("stdout", "stderr"):
                 f = self.logfiles.pop((name, p.name, channel), None)
@@ -643,7 +694,13 @@ class Supervisor:
             cleanup_auto_logs(Path(sd.childlogdir), sd.identifier)
         configs: list[GroupConfig | PoolConfig] = [*self.config.pools, *self.config.groups]
         for cfg in sorted(configs, key=lambda c: (c.priority, c.name)):
-            self.add_group(cfg)
+            try:
+                self.add_group(cfg)
+            except FcgiSocketError as exc:
+                # vigild checked the sockets before starting; this is a reload: keep the
+                # group, whose spawns will fail with this error (supervisord dies of it)
+                self.log.critical("%s", exc)
+                self.add_group(cfg, check_sockets=False)
         self.state = SupervisorState.RUNNING
         self.emit(SupervisorStateChange(E.SUPERVISOR_STATE_CHANGE_RUNNING))
         for group in self.ordered_groups():
@@ -769,6 +826,16 @@ class Supervisor:
         self.children.clear()
         for f in self.logfiles.values():
             f.close()
+        for group in self.groups.values():
+            self._close_sockets(group)
+
+    def _close_sockets(self, group: Group) -> None:
+        """Close a group's fcgi sockets, whatever children may still hold (UNKNOWN ones)."""
+        for shared in group.sockets.values():
+            shared.close()
+        self._socket_refs = {
+            pid: s for pid, s in self._socket_refs.items() if s not in group.sockets.values()
+        }
 
     # -- lookups (RPC) -----------------------------------------------------------------
 

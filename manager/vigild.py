@@ -3,7 +3,8 @@
 Usage: ``vigild [-c FILE] [-n] [-u USER] [-m UMASK] [-d DIR] [-l LOGFILE] [-y BYTES] [-z N]
 [-e LEVEL] [-j PIDFILE] [-i IDENT] [-q DIR] [-k] [-t] [-s] [-v]`` — supervisord's flags;
 the command line beats the config file. Exit status: 0 after a clean shutdown,
-2 for a usage or configuration error (one line naming file, section, key and value).
+2 for a usage or configuration error (one line naming file, section, key and value),
+a taken HTTP port or an fcgi-program socket that cannot be created.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from manager import __version__, rpcserver
 from manager.config import Config, load_config, parse_identifier
+from manager.fcgisocket import FcgiSocketError, check_sockets
 from manager.filemodes import check_not_world_writable, config_files
 from manager.ini import ConfigError, find_config_file
 from manager.loop import Loop
@@ -162,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         servers.bind(config)
     except rpcserver.BindError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        # supervisord creates (and closes) them before daemonizing too; it dies of a traceback
+        check_sockets(config, log=logging.getLogger("vigild"))
+    except FcgiSocketError as exc:
+        servers.close()
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import platform
+import pwd
 import signal
+import socket
 import tempfile
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,12 +24,14 @@ from manager.config import (
     Config,
     GroupConfig,
     InetHttpServerConfig,
+    InetSocketConfig,
     LogConfig,
     PoolConfig,
     ProcessConfig,
     SupervisorctlConfig,
     SupervisordConfig,
     UnixHttpServerConfig,
+    UnixSocketConfig,
     diff_groups,
     load_config,
 )
@@ -211,8 +216,6 @@ def test_unknown_sections_and_keys_are_ignored(tmp_path: Path) -> None:
         port = 9100
         [rpcinterface:supervisor]
         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-        [fcgi-program:f]
-        command = /bin/true
         [program:a]
         command = /bin/true
         favourite_colour = blue
@@ -695,7 +698,7 @@ def test_group_naming_an_unknown_program_is_rejected(tmp_path: Path, member: str
     )
     assert message == (
         f"{tmp_path / 'supervisord.conf'}: [group:g] programs = {member!r}: "
-        f"[group:g] names unknown program {member}"
+        f"[group:g] names unknown program or fcgi-program {member}"
     )
 
 
@@ -848,6 +851,227 @@ def test_eventlistener_rejects(tmp_path: Path, lines: str, key: str | None, why:
         assert message == f"{path}: [eventlistener:x] {key} = {value!r}: {why}"
 
 
+# --- [fcgi-program:x] ------------------------------------------------------------------------
+
+
+def test_fcgi_program_is_a_program_group_with_a_tcp_socket(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [supervisord]
+        [fcgi-program:web]
+        command = /bin/web
+        socket = tcp://LocalHost:9000
+        priority = 5
+        """,
+    )
+    (group,) = config.groups
+    assert (group.name, group.priority) == ("web", 5)
+    (process,) = group.processes
+    assert process.socket == InetSocketConfig("localhost", 9000, backlog=socket.SOMAXCONN)
+    assert process.socket.url == "tcp://localhost:9000"
+    assert (process.name, process.group, process.program, process.argv) == (
+        "web",
+        "web",
+        "web",
+        ("/bin/web",),
+    )
+    assert replace(process, socket=None) == only_process(
+        load(tmp_path, "[supervisord]\n[program:web]\ncommand = /bin/web\npriority = 5\n")
+    )
+
+
+def test_fcgi_program_unix_socket_keys_are_shared_by_its_processes(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [supervisord]
+        [fcgi-program:web]
+        command = /bin/web
+        socket = unix://%(here)s/run/../%(program_name)s-%(ENV_SUFFIX)s.sock
+        socket_backlog = 128
+        socket_mode = 0660
+        socket_owner = 0:0
+        numprocs = 2
+        process_name = %(program_name)s_%(process_num)d
+        """,
+        environ={"SUFFIX": "a"},
+    )
+    (group,) = config.groups
+    assert [p.name for p in group.processes] == ["web_0", "web_1"]
+    expected = UnixSocketConfig(str(tmp_path / "web-a.sock"), 0o660, (0, 0), 128)
+    assert [p.socket for p in group.processes] == [expected, expected]
+    assert expected.url == f"unix://{tmp_path / 'web-a.sock'}"
+
+
+def test_fcgi_unix_socket_defaults(tmp_path: Path) -> None:
+    config = load(
+        tmp_path, "[supervisord]\n[fcgi-program:web]\ncommand = c\nsocket = unix:///run/w.sock\n"
+    )
+    assert only_process(config).socket == UnixSocketConfig("/run/w.sock", 0o700, None)
+
+
+def test_fcgi_unix_socket_belongs_to_the_programs_user_by_default(tmp_path: Path) -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    if nobody.pw_uid == os.getuid():
+        pytest.skip("running as 'nobody'")
+    body = (
+        "[supervisord]\n[fcgi-program:web]\ncommand = c\nsocket = unix:///w.sock\nuser = nobody\n"
+    )
+    sock = only_process(load(tmp_path, body)).socket
+    assert isinstance(sock, UnixSocketConfig)
+    assert sock.owner == (nobody.pw_uid, nobody.pw_gid)
+    sock = only_process(load(tmp_path, body + "socket_owner = 0\n")).socket
+    assert isinstance(sock, UnixSocketConfig)
+    assert sock.owner == (0, -1)
+
+
+def test_fcgi_socket_expands_only_program_name_here_and_env(tmp_path: Path) -> None:
+    message = error(
+        tmp_path,
+        "[supervisord]\n[fcgi-program:web]\ncommand = c\nsocket = unix:///%(group_name)s.sock\n",
+    )
+    assert message.startswith(
+        f"{tmp_path / 'supervisord.conf'}: [fcgi-program:web] socket = "
+        "'unix:///%(group_name)s.sock': contains names ('group_name') which cannot be expanded"
+    )
+
+
+FCGI_IN = "in [fcgi-program:x] socket"
+UNIX_ONLY = "socket_owner and socket_mode params should only be used with a Unix domain socket"
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "why"),
+    [
+        ("", "socket", '[fcgi-program:x] section requires a "socket" line'),
+        ("socket = ", "socket", '[fcgi-program:x] section requires a "socket" line'),
+        (
+            "socket = unix://run/x.sock",
+            "socket",
+            f"Unix socket path run/x.sock is not an absolute path {FCGI_IN}",
+        ),
+        ("socket = tcp://h", "socket", f"Bad socket format tcp://h {FCGI_IN}"),
+        ("socket = udp://h:1", "socket", f"Bad socket format udp://h:1 {FCGI_IN}"),
+        ("socket = tcp://h:0", "socket", f"0 is below lower bound (1) {FCGI_IN}"),
+        ("socket = tcp://h:65536", "socket", f"65536 is above upper bound (65535) {FCGI_IN}"),
+        (
+            "socket = tcp://h:1\nsocket_backlog = 0",
+            "socket_backlog",
+            "Invalid socket_backlog value 0",
+        ),
+        (
+            "socket = tcp://h:1\nsocket_backlog = 65536",
+            "socket_backlog",
+            "Invalid socket_backlog value 65536",
+        ),
+        (
+            "socket = tcp://h:1\nsocket_backlog = many",
+            "socket_backlog",
+            "invalid literal for int() with base 10: 'many'",
+        ),
+        ("socket = unix:///s\nsocket_mode = rw", "socket_mode", "Invalid socket_mode value rw"),
+        (
+            "socket = unix:///x.sock\nsocket_owner = nobody-vigil",
+            "socket_owner",
+            "Invalid socket_owner value nobody-vigil",
+        ),
+        ("socket = tcp://h:1\nsocket_mode = 0600", "socket_mode", f"{UNIX_ONLY} {FCGI_IN}"),
+        ("socket = tcp://h:1\nsocket_owner = 0", "socket_owner", f"{UNIX_ONLY} {FCGI_IN}"),
+    ],
+)  # fmt: skip
+def test_fcgi_program_rejects_with_one_line_naming_file_section_key_value(
+    tmp_path: Path, lines: str, key: str, why: str
+) -> None:
+    message = error(tmp_path, f"[supervisord]\n[fcgi-program:x]\ncommand = c\n{lines}\n")
+    values = dict(line.split(" = ") for line in lines.splitlines())
+    shown = f" = {values[key]!r}" if key in values else ""
+    assert message == f"{tmp_path / 'supervisord.conf'}: [fcgi-program:x] {key}{shown}: {why}"
+
+
+def test_fcgi_program_without_command_is_rejected(tmp_path: Path) -> None:
+    message = error(tmp_path, "[supervisord]\n[fcgi-program:x]\nsocket = tcp://h:1\n")
+    assert message == (
+        f"{tmp_path / 'supervisord.conf'}: [fcgi-program:x] command: "
+        "program section fcgi-program:x does not specify a command"
+    )
+
+
+def test_group_may_list_fcgi_programs_which_keep_their_socket(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [supervisord]
+        [fcgi-program:web]
+        command = /bin/web
+        socket = tcp://127.0.0.1:9000
+        [program:worker]
+        command = /bin/worker
+        [group:site]
+        programs = web,worker
+        """,
+    )
+    (site,) = config.groups
+    assert site.name == "site"
+    assert [(p.namespec, p.socket) for p in site.processes] == [
+        ("site:web", InetSocketConfig("127.0.0.1", 9000)),
+        ("site:worker", None),
+    ]
+
+
+def test_group_naming_both_a_program_and_an_fcgi_program_is_ambiguous(tmp_path: Path) -> None:
+    message = error(
+        tmp_path,
+        """
+        [supervisord]
+        [program:x]
+        command = c
+        [fcgi-program:x]
+        command = c
+        socket = tcp://h:1
+        [group:g]
+        programs = x
+        """,
+    )
+    assert message == (
+        f"{tmp_path / 'supervisord.conf'}: [group:g] programs = 'x': "
+        "[group:g] name x is ambiguous (exists as program and fcgi-program)"
+    )
+
+
+def test_program_and_fcgi_program_with_one_name_are_rejected(tmp_path: Path) -> None:
+    message = error(
+        tmp_path,
+        "[supervisord]\n[program:x]\ncommand = c\n[fcgi-program:x]\ncommand = c\nsocket = tcp://h:1\n",
+    )
+    assert message == (
+        f"{tmp_path / 'supervisord.conf'}: [fcgi-program:x]: "
+        "group name 'x' is already used by [program:x]"
+    )
+
+
+def test_two_fcgi_programs_with_one_socket_are_rejected(tmp_path: Path) -> None:
+    message = error(
+        tmp_path,
+        """
+        [supervisord]
+        [fcgi-program:a]
+        command = c
+        socket = tcp://LOCALHOST:9000
+        [fcgi-program:b]
+        command = c
+        socket = tcp://localhost:9000
+        """,
+    )
+    assert message == (
+        f"{tmp_path / 'supervisord.conf'}: [fcgi-program:b] socket = 'tcp://localhost:9000': "
+        "tcp://localhost:9000 is already the socket of [fcgi-program:a]"
+    )
+
+
 # --- servers and supervisorctl ----------------------------------------------------------------
 
 
@@ -977,6 +1201,30 @@ def test_diff_groups_counts_a_supervisord_environment_change_for_every_group(
     old = load(tmp_path, BEFORE)
     new = load(tmp_path, BEFORE.replace("A=1", "A=2"))
     assert diff_groups(old, new) == ([], ["pool", "changed", "gone", "same"], [])
+
+
+@pytest.mark.parametrize(
+    ("after", "changed"),
+    [
+        ("socket = tcp://127.0.0.1:9000", []),
+        ("socket = tcp://127.0.0.1:9001", ["web"]),
+        ("socket = unix:///tmp/web.sock", ["web"]),
+        ("socket = tcp://127.0.0.1:9000\nsocket_backlog = 7", ["web"]),
+    ],
+)
+def test_diff_groups_counts_a_changed_socket_as_a_changed_group(
+    tmp_path: Path, after: str, changed: list[str]
+) -> None:
+    body = "[supervisord]\n[fcgi-program:web]\ncommand = /bin/web\n"
+    old = load(tmp_path, body + "socket = tcp://127.0.0.1:9000\n")
+    assert diff_groups(old, load(tmp_path, body + after + "\n")) == ([], changed, [])
+
+
+def test_diff_groups_counts_a_changed_socket_mode_as_a_changed_group(tmp_path: Path) -> None:
+    """supervisord compares only the URL; vigild restarts the group to apply the new mode."""
+    body = "[supervisord]\n[fcgi-program:web]\ncommand = c\nsocket = unix:///tmp/w.sock\n"
+    old = load(tmp_path, body)
+    assert diff_groups(old, load(tmp_path, body + "socket_mode = 0770\n")) == ([], ["web"], [])
 
 
 def test_diff_groups_sees_a_program_moving_into_a_group(tmp_path: Path) -> None:
@@ -1243,6 +1491,10 @@ def test_same_supervisord_and_server_settings_as_supervisord(
         "[supervisord]\n[program:a]\ncommand = c\nstopsignal = usr1\nexitcodes = 1,2,3\n"
         "[program:b]\ncommand = d\npriority = 1\n[group:g]\nprograms = a\npriority = 2\n",
         "[supervisord]\n[eventlistener:e]\ncommand = c\nevents = EVENT\npriority = 100\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h:9\nnumprocs = 2\n"
+        "process_name = f%(process_num)d\npriority = 3\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h:9\n"
+        "[program:p]\ncommand = d\n[group:g]\nprograms = f,p\n",
     ],
 )
 def test_small_files_load_as_supervisord_loads_them(
@@ -1271,6 +1523,17 @@ def test_small_files_load_as_supervisord_loads_them(
         "[supervisord]\nloglevel = warning\n",
         "[supervisord]\n[inet_http_server]\nport = abc\n",
         "[supervisord]\n[unix_http_server]\nfile = s.sock\nusername = u\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = unix://rel.sock\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h:0\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h:1\nsocket_mode = 0600\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = tcp://h:1\nsocket_backlog = 0\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = unix:///s\nsocket_mode = x\n",
+        "[supervisord]\n[fcgi-program:f]\ncommand = c\nsocket = unix:///s\nsocket_owner = no-one\n",
+        "[supervisord]\n[fcgi-program:f]\nsocket = tcp://h:1\n",
+        "[supervisord]\n[program:f]\ncommand = c\n[fcgi-program:f]\ncommand = c\n"
+        "socket = tcp://h:1\n[group:g]\nprograms = f\n",
     ],
 )
 def test_files_supervisord_rejects_are_rejected(
@@ -1282,6 +1545,49 @@ def test_files_supervisord_rejects_are_rejected(
         _supervisord_view(path)
     with pytest.raises(ConfigError):
         load_config(path, environ=dict(os.environ), host_node_name=platform.node())
+
+
+def test_same_fcgi_sockets_as_supervisord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor.options import FastCGIGroupConfig, ServerOptions
+
+    path = write(
+        tmp_path,
+        """
+        [supervisord]
+        [fcgi-program:tcp]
+        command = c
+        socket = tcp://LocalHost:%(ENV_PORT)s
+        socket_backlog = 64
+        [fcgi-program:unix]
+        command = c
+        socket = unix://%(here)s/x/../%(program_name)s.sock
+        socket_mode = 0660
+        socket_owner = 0:0
+        [fcgi-program:plain]
+        command = c
+        socket = unix:///tmp/plain.sock
+        """,
+    )
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.chdir(tmp_path)
+    ours = load_config(path, environ=dict(os.environ), host_node_name=platform.node())
+    options = ServerOptions()
+    options.configfile = str(path)
+    options.process_config(do_usage=False)
+    theirs = {
+        g.name: g.socket_config
+        for g in options.process_group_configs
+        if isinstance(g, FastCGIGroupConfig)
+    }
+    assert sorted(theirs) == ["plain", "tcp", "unix"]
+    for group in ours.groups:
+        sock = group.processes[0].socket
+        assert sock is not None
+        their = theirs[group.name]
+        assert sock.url == their.url
+        assert sock.backlog == (their.get_backlog() or socket.SOMAXCONN)
+        if isinstance(sock, UnixSocketConfig):
+            assert (sock.mode, sock.owner) == (their.get_mode(), their.get_owner())
 
 
 def test_unresolvable_result_handler_is_a_config_error(tmp_path: Path) -> None:

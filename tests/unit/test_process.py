@@ -91,6 +91,9 @@ class FakeHost:
     def spawn_spec(self, process: Process) -> SpawnSpec:
         return SpawnSpec(argv=process.config.argv, env={})
 
+    def spawn_child(self, process: Process) -> Spawned:
+        return self.fake_os.spawn(self.spawn_spec(process))
+
     def spawned(self, process: Process, spawned: Spawned) -> None:
         pass
 
