@@ -23,7 +23,9 @@ Differences from supervisorctl, all deliberate:
 * No command (or ``-i``) starts supervisorctl's shell (:meth:`Controller.cmdloop`):
   ``status`` first, then one command per line after ``<prompt>> `` until ``quit``,
   ``exit`` or end of input, exit 0; readline history with ``-r`` / ``history_file``.
-  ``fg`` is not there: it says so (exit 1) and points to ``tail -f``.
+* ``fg`` follows ``/logtail`` over HTTP as supervisorctl does, but also ends by itself
+  when the process stops (supervisorctl notices only at the next line typed) and
+  returns at once (supervisorctl lingers up to 30 s); see :mod:`manager.ctl.foreground`.
 * ``tail -f`` polls ``tailProcessStdoutLog``/``tailProcessStderrLog`` every 0.2 s and
   ``maintail -f`` polls ``readLog`` instead of streaming ``/logtail``; the output
   (``==> Press Ctrl-C to exit <==``, the last 1024 bytes, then new bytes, a log that
@@ -103,7 +105,7 @@ Options:
 -r/--history_file FILE -- keep a readline history (if readline is available)
 
 action [arguments] -- as supervisorctl: status, start, stop, restart, signal, pid,
-tail, maintail, clear, avail, reread, update, add, remove, reload, shutdown,
+tail, maintail, fg, clear, avail, reread, update, add, remove, reload, shutdown,
 version, open, help.  Use the action "help" to list them.
 
 Without an action vigilctl starts the interactive shell (exit status 0).
@@ -446,8 +448,10 @@ class Controller:
         out: where output goes (``sys.stdout`` in :func:`main`).
         err: where the few messages supervisorctl writes to stderr go (``sys.stderr``
             if ``None``).
-        connect: builds the RPC client for a URL (injectable for tests).
+        connect: builds the RPC client for a URL (injectable for tests); ``fg`` calls
+            the client from two threads at once.
         sleep: how to wait between polls of ``tail -f``/``maintail -f``.
+        read_line: reads a line for ``fg`` to send to the process (``input``).
     """
 
     def __init__(
@@ -460,6 +464,7 @@ class Controller:
         err: TextIO | None = None,
         connect: Connect = _default_connect,
         sleep: Callable[[float], None] = time.sleep,
+        read_line: Callable[[], str] = input,
     ) -> None:
         self.serverurl = serverurl
         self.username = username
@@ -468,6 +473,7 @@ class Controller:
         self._err = sys.stderr if err is None else err
         self._connect = connect
         self._sleep = sleep
+        self._read_line = read_line
         self._client: RPC | None = None
         #: the exit status so far (supervisorctl never resets it within a command)
         self.exitstatus: int = InitExit.SUCCESS
@@ -604,8 +610,49 @@ class Controller:
     do_exit = do_quit
 
     def do_fg(self, arg: str) -> None:
-        self.output("ERROR: vigilctl has no fg; use tail -f <name> to follow a process")
-        self.exitstatus = InitExit.GENERIC
+        """supervisorctl's ``fg``: see :mod:`manager.ctl.foreground` for the session."""
+        if not self.upcheck():
+            return
+        names = arg.split()
+        if not names:
+            self.output("ERROR: no process name supplied")
+            self.exitstatus = InitExit.GENERIC
+            self._help("fg")
+            return
+        if len(names) > 1:
+            self.output("ERROR: too many process names supplied")
+            self.exitstatus = InitExit.GENERIC
+            return
+        name = names[0]
+        # imported here: threads and signal handlers only for fg (a lean start-up)
+        from manager.ctl.foreground import RUNNING, Foreground, fault_repr
+
+        try:
+            info = self._rpc("getProcessInfo", name)
+        except RPCFault as exc:
+            if exc.code == Fault.BAD_NAME:
+                self.output("ERROR: bad process name supplied")
+                self.exitstatus = InitExit.GENERIC
+            else:  # the exit status stays as it is, as in supervisorctl
+                self.output(f"ERROR: {fault_repr(exc)}")
+            return
+        if info["state"] != RUNNING:
+            self.output("ERROR: process not running")
+            self.exitstatus = InitExit.GENERIC
+            return
+        self.output("==> Press Ctrl-C to exit <==")
+        self._out.flush()
+        Foreground(
+            name,
+            call=self._rpc,
+            out=self._out,
+            err=self._err,
+            read_line=self._read_line,
+            target=parse_server_url(_client_url(self.serverurl)),
+            url=self.serverurl,
+            username=self.username,
+            password=self.password,
+        ).run()
 
     # -- the shell
 

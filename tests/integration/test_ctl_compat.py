@@ -745,14 +745,17 @@ HEADER = "==> Press Ctrl-C to exit <==\n"
 
 
 class Follower:
-    """A client in a follow mode (``tail -f``), its stdout collected by a thread."""
+    """A client in a follow mode (``tail -f``, ``fg``), its stdout collected by a thread.
 
-    def __init__(self, tool: str, conf: Path, args: list[str]) -> None:
+    ``stdin``: give it a pipe to :meth:`send` lines to (``fg``); else it reads nothing.
+    """
+
+    def __init__(self, tool: str, conf: Path, args: list[str], *, stdin: bool = False) -> None:
         self.proc = subprocess.Popen(
             [*TOOLS[tool], "-c", str(conf), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         )
         self._chunks: list[bytes] = []
         self._err = ""
@@ -775,9 +778,19 @@ class Follower:
     def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.out):
-            assert self.proc.poll() is None, f"exited early waiting for {what}: {self.out!r}"
+            if self.proc.poll() is not None:  # its last words may still be in the pipe
+                self._reader.join(CTL_TIMEOUT)
+                assert predicate(self.out), f"exited early waiting for {what}: {self.out!r}"
+                return
             assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.out!r}"
             time.sleep(0.02)
+
+    def send(self, line: str) -> None:
+        """Write ``line`` to its stdin (nothing if it has exited and closed the pipe)."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.write(line.encode())
+            self.proc.stdin.flush()
 
     def interrupt(self) -> Run:
         """Ctrl-C; wait for the exit and return everything it printed."""
@@ -786,8 +799,22 @@ class Follower:
         assert self.proc.stderr is not None
         return Run(self.out, self._err, self.proc.returncode)
 
+    def finish(self, nudge: Callable[[], None]) -> Run:
+        """Wait for the exit, calling ``nudge()`` every second; return everything it printed."""
+        deadline = time.monotonic() + CTL_TIMEOUT
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"did not exit: {self.out!r}"
+            nudge()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1)
+        self.close()
+        return Run(self.out, self._err, self.proc.returncode)
+
     def close(self) -> None:
         try:
+            if self.proc.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    self.proc.stdin.close()
             self.proc.wait(CTL_TIMEOUT)
         finally:
             if self.proc.poll() is None:
@@ -845,6 +872,90 @@ def test_clear_empties_the_logs(check: Check, shared: Shared) -> None:
         *("sleeper", "talker"),
     ]
     check(["clear", "all"], "".join(f"{n}: cleared\n" for n in names), 0)
+
+
+# --- fg ------------------------------------------------------------------------------
+
+FG_HELP = "fg <process>\tConnect to a process in foreground mode\n\t\tCtrl-C to exit\n"
+#: one ``cat`` per client, so each ``fg`` session starts on an empty log of its own
+CATS = "".join(
+    f"[program:cat_{tool}]\ncommand = cat\nstartsecs = 0\nstopwaitsecs = 1\n"
+    f"stdout_logfile = %(here)s/cat_{tool}.log\n\n"
+    for tool in TOOLS
+)
+FG_END = "Exiting foreground\n"
+
+
+def test_fg_without_a_name_exits_1_with_help(check: Check) -> None:
+    check(["fg"], "ERROR: no process name supplied\n" + FG_HELP, 1)
+    check(["fg", "sleeper", "talker"], "ERROR: too many process names supplied\n", 1)
+
+
+def test_fg_of_an_unknown_name_exits_1(check: Check) -> None:
+    check(["fg", "nosuch"], "ERROR: bad process name supplied\n", 1)
+    check(["fg", "g:*"], "ERROR: bad process name supplied\n", 1)
+
+
+def test_fg_of_a_not_running_name_exits_1(check: Check, shared: Shared) -> None:
+    check(["fg", "idle"], "ERROR: process not running\n", 1, before=lambda: shared.stop("idle"))
+    check(["fg", "fatal"], "ERROR: process not running\n", 1)
+
+
+def _fg(tool: str, sv: Supervisor) -> Follower:
+    sv.wait_state(f"cat_{tool}", "RUNNING")
+    session = Follower(tool, sv.conf, ["fg", f"cat_{tool}"], stdin=True)
+    session.wait_for(HEADER.__eq__, "the fg header")
+    return session
+
+
+def _fg_exit(session: Follower, log: Path) -> Run:
+    """Wait for an ``fg`` session that printed ``Exiting foreground`` to exit.
+
+    supervisorctl's stream thread then still sits in ``select()`` (30 s timeout) on the
+    sockets it has closed; output appended to the followed log wakes it up at once.
+    """
+    session.wait_for(lambda out: out.endswith(FG_END), "the end of fg")
+
+    def nudge() -> None:
+        with log.open("a") as f:
+            f.write("\n")
+
+    return session.finish(nudge)
+
+
+def test_fg_echoes_a_line_sent_on_stdin_until_ctrl_c(any_core: Factory) -> None:
+    sv = any_core(CATS)
+    runs: dict[str, Run] = {}
+    for tool in TOOLS:
+        with _fg(tool, sv) as session:
+            session.send("hello fg\n")  # cat echoes it into the log fg follows
+            session.wait_for((HEADER + "hello fg\n").__eq__, "the echo")
+            session.proc.send_signal(signal.SIGINT)
+            runs[tool] = _fg_exit(session, sv.dir / f"cat_{tool}.log")
+    assert runs["vigilctl"] == runs["supervisorctl"]
+    assert runs["supervisorctl"] == Run(HEADER + "hello fg\n" + FG_END, "", 0)
+
+
+def test_fg_ends_when_the_process_stops(any_core: Factory) -> None:
+    sv = any_core(CATS)
+    runs: dict[str, Run] = {}
+    for tool in TOOLS:
+        with _fg(tool, sv) as session:
+            sv.rpc().supervisor.stopProcess(f"cat_{tool}")
+            # supervisorctl finds out when it sends the next line; vigilctl may have already
+            session.send("anyone there?\n")
+            runs[tool] = _fg_exit(session, sv.dir / f"cat_{tool}.log")
+    assert runs["vigilctl"] == runs["supervisorctl"]
+    assert runs["supervisorctl"] == Run(HEADER + "Process got killed\n" + FG_END, "", 0)
+
+
+def test_vigilctl_fg_ends_by_itself_when_the_process_stops(any_core: Factory) -> None:
+    """No line needed (a deliberate difference: supervisorctl waits for the next line)."""
+    sv = any_core(CATS)
+    with _fg("vigilctl", sv) as session:
+        sv.rpc().supervisor.stopProcess("cat_vigilctl")
+        run = _fg_exit(session, sv.dir / "cat_vigilctl.log")
+    assert run == Run(HEADER + "Process got killed\n" + FG_END, "", 0)
 
 
 # --- maintail and version ------------------------------------------------------------
@@ -1066,7 +1177,7 @@ def test_wrong_credentials_say_server_requires_authentication(
     sv = _start_auth_core(tmp_path, core)
     try:
         needs_auth = "Server requires authentication\nerror: <details>\n"
-        for args in (["status"], ["avail"], ["start", "x"], ["shutdown"]):
+        for args in (["status"], ["avail"], ["start", "x"], ["shutdown"], ["fg", "x"]):
             compare(request, core, args, needs_auth, 1, conf=sv.conf)
         compare(request, core, ["-p", "secret", "status"], "", 0, conf=sv.conf)
         compare(request, core, ["-p", "secret", "avail"], "", 0, conf=sv.conf)
@@ -1185,6 +1296,15 @@ def test_the_shell_is_supervisorctls(shared: Shared, end: str) -> None:
     assert "supervisor> *** Unknown syntax: foo bar\n" in vig.out
     assert f"supervisor> {shared.sv.pid}\n" in vig.out
     assert vig.out.endswith("supervisor> \n")
+
+
+def test_the_shell_has_fg(shared: Shared) -> None:
+    shared.stop("idle")
+    runs = {tool: _shell(tool, shared.conf, "fg idle\nfg\nfg nosuch\n") for tool in TOOLS}
+    sup, vig = runs["supervisorctl"], runs["vigilctl"]
+    assert (normalise(vig.out), vig.err, vig.rc) == (normalise(sup.out), sup.err, 0)
+    assert "supervisor> ERROR: process not running\nsupervisor> ERROR: no process" in vig.out
+    assert "supervisor> ERROR: bad process name supplied\nsupervisor> \n" in vig.out
 
 
 def test_the_shell_runs_a_command_given_with_i_and_exits(shared: Shared) -> None:

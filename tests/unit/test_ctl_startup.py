@@ -20,3 +20,17 @@ def test_importing_vigilctl_leaves_out_tenacity_and_the_state_machine() -> None:
     assert "manager.vigilctl" in loaded
     heavy = {"tenacity", "manager.events", "manager.states", "manager.supervisor", "asyncio"}
     assert loaded & heavy == set()
+
+
+def test_fg_keeps_the_running_state_code_of_the_state_tables() -> None:
+    from manager.ctl import foreground
+
+    assert foreground.RUNNING == states.ProcessState.RUNNING
+
+
+def test_importing_vigilctl_leaves_out_what_only_fg_needs() -> None:
+    code = "import sys, json, manager.vigilctl; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    fg_only = {"threading", "signal", "manager.ctl.foreground", "manager.ctl.stream"}
+    assert loaded & fg_only == set()
