@@ -40,6 +40,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TextIO
 
+from manager.ctl.formatting import fault_repr
 from manager.ctl.stream import LogStream
 from manager.faults import Fault
 from manager.rpcclient import RPCError, RPCFault, ServerURL
@@ -61,11 +62,6 @@ WAKE_SIGNAL = signal.SIGURG
 
 class ProcessStopped(Exception):
     """Raised in the reading thread (by the SIGURG handler) when the process stopped."""
-
-
-def fault_repr(exc: RPCFault) -> str:
-    """``<Fault 70: 'NOT_RUNNING'>``: how supervisorctl prints an ``xmlrpclib.Fault``."""
-    return f"<Fault {exc.code}: {exc.fault_string!r}>"
 
 
 class Foreground:

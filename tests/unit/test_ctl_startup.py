@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 
-from manager import states, vigilctl
+from manager import states
+from manager.ctl import processes
 
 
 def test_stopped_states_match_the_state_tables() -> None:
-    assert {int(s) for s in states.STOPPED_STATES} == vigilctl.STOPPED_STATES
+    assert {int(s) for s in states.STOPPED_STATES} == processes.STOPPED_STATES
 
 
 def test_importing_vigilctl_leaves_out_tenacity_and_the_state_machine() -> None:
