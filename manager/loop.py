@@ -76,6 +76,9 @@ class Loop:
         self._writers: dict[int, Callback] = {}
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup = -1
+        #: Turns taken so far (one per :meth:`run_once`).
+        self.turn = 0
+        self._after_io: list[Callback] = []
 
     # -- timers --------------------------------------------------------------------
 
@@ -94,6 +97,14 @@ class Loop:
 
     def call_soon(self, callback: Callback) -> Timer:
         return self.call_at(float("-inf"), callback)
+
+    def call_after_io(self, callback: Callback) -> None:
+        """Run ``callback`` in the next turn, once that turn's ready fds are handled.
+
+        For work that should not delay I/O that is ready now: a burst of automatic
+        restarts takes one per turn, so listeners are answered in between.
+        """
+        self._after_io.append(callback)
 
     # -- fds -----------------------------------------------------------------------
 
@@ -155,6 +166,8 @@ class Loop:
 
     def run_once(self, max_wait: float | None = None) -> None:
         """Wait for the first timer, fd or signal (at most ``max_wait`` s) and handle all ready."""
+        self.turn += 1
+        after_io, self._after_io = self._after_io, []
         timers = self._timers
         while timers and timers[0].cancelled:
             heapq.heappop(timers)
@@ -162,7 +175,7 @@ class Loop:
         timeout: float | None = None
         if timers:
             timeout = max(0.0, timers[0].when - self.clock())
-        if self._pending_signals:
+        if self._pending_signals or after_io:
             timeout = 0.0
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
@@ -183,6 +196,8 @@ class Loop:
             signum = self._pending_signals.popleft()
             if self._signal_handler is not None:
                 self._signal_handler(signum)
+        for callback in after_io:
+            callback()
         now = self.clock()
         while timers and (timers[0].cancelled or timers[0].when <= now):
             t = heapq.heappop(timers)

@@ -47,6 +47,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -298,6 +299,11 @@ class Supervisor:
         self.done = False
         #: Automatic restarts waiting for room in a listener pool (restart pacing).
         self._paced: dict[Process, Timer] = {}
+        #: Automatic restarts waiting for their loop turn (one per turn), and the
+        #: turn of the last one.
+        self._turn_queue: deque[Process] = deque()
+        self._turn_armed = False
+        self._spawn_turn = -1
         self._subscribers: dict[EventType, list[ListenerPool]] = {}
         #: Stalled pools (by name) -> their ``delivered`` count when they stalled.
         self._stalled: dict[str, int] = {}
@@ -336,29 +342,58 @@ class Supervisor:
         )
 
     def defer_spawn(self, process: Process) -> bool:
-        """Restart pacing: hold an automatic restart while a PROCESS_STATE pool is full.
+        """Restart pacing: hold an automatic restart while a PROCESS_STATE pool is full,
+        and take one automatic restart per loop turn.
 
         A crash loop then runs at the speed its listeners acknowledge events instead of
         overflowing their buffers; after PACE_MAX_DELAY the restart goes ahead anyway, so
-        a stuck listener cannot hold programs down.
+        a stuck listener cannot hold programs down. When several children exit at once,
+        their EXITED events go out first and the restarts (a fork and exec each) follow
+        one per turn, with the listeners' I/O handled in between.
         """
-        if process in self._paced:
+        if process in self._paced or process in self._turn_queue:
             return True
-        if self._state_pools_have_room():
-            return False
-        for pool in self.subscribers(E.PROCESS_STATE_STARTING):
-            if pool.free_slots() < PACE_HEADROOM:
-                self.watch_stall(pool)
-        self._paced[process] = self.loop.call_later(
-            PACE_MAX_DELAY, functools.partial(self._paced_spawn, process)
-        )
-        return True
+        if not self._state_pools_have_room():
+            for pool in self.subscribers(E.PROCESS_STATE_STARTING):
+                if pool.free_slots() < PACE_HEADROOM:
+                    self.watch_stall(pool)
+            self._paced[process] = self.loop.call_later(
+                PACE_MAX_DELAY, functools.partial(self._paced_spawn, process)
+            )
+            return True
+        if self._spawn_turn == self.loop.turn:
+            self._turn_queue.append(process)
+            if not self._turn_armed:
+                self._turn_armed = True
+                self.loop.call_after_io(self._spawn_queued)
+            return True
+        self._spawn_turn = self.loop.turn
+        return False
+
+    def _spawn_queued(self) -> None:
+        self._turn_armed = False
+        while self._turn_queue:
+            process = self._turn_queue.popleft()
+            if not self._owns(process):
+                continue
+            if not self.defer_spawn(process):  # else queued again, for the next turn
+                process.respawn()
+            break
+        if self._turn_queue and not self._turn_armed:
+            self._turn_armed = True
+            self.loop.call_after_io(self._spawn_queued)
+
+    def _owns(self, process: Process) -> bool:
+        """``process`` is still one of ours (its group was not removed or replaced)."""
+        group = self.groups.get(process.group)
+        return group is not None and group.processes.get(process.name) is process
 
     def _paced_spawn(self, process: Process) -> None:
         timer = self._paced.pop(process, None)
         if timer is not None:
             timer.cancel()
-            process.respawn()
+            if self._owns(process):
+                process.respawn()
 
     def _on_pool_drain(self) -> None:
         if self.paused:

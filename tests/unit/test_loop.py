@@ -18,7 +18,7 @@ from manager.events import RemoteCommunication
 from manager.loop import COMPACT_AFTER, Loop
 from manager.osfacade import RealOS, SpawnSpec
 from manager.pool import SPILL, ListenerPool
-from manager.states import ProcessState
+from manager.states import ProcessState, SupervisorState
 from manager.supervisor import STALL_AFTER, Supervisor
 from manager.watchdog import Watchdog
 
@@ -258,3 +258,109 @@ def test_a_cancelled_timer_drops_its_callback_and_the_heap_is_compacted() -> Non
     loop.run_once(max_wait=0)
     assert fired == ["due"]
     loop.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# work after the next turn's I/O; a burst of automatic restarts takes one per turn
+
+
+def test_call_after_io_runs_next_turn_after_the_ready_fds() -> None:
+    loop = Loop()
+    r, w = os.pipe()
+    order: list[str] = []
+    try:
+        loop.add_reader(r, lambda: order.append(f"read {os.read(r, 10).decode()}"))
+
+        def later() -> None:
+            order.append(f"after io, turn {loop.turn}")
+            if loop.turn < 3:
+                loop.call_after_io(later)
+
+        loop.call_after_io(later)
+        os.write(w, b"x")
+        started = time.monotonic()
+        loop.run_once(max_wait=5)  # pending work: no sleep
+        assert order == ["read x", "after io, turn 1"]
+        loop.run_once(max_wait=5)
+        loop.run_once(max_wait=5)
+        assert order[2:] == ["after io, turn 2", "after io, turn 3"]
+        assert time.monotonic() - started < 1.0
+        loop.run_once(max_wait=0.05)  # nothing left: the turn may sleep, runs nothing
+        assert len(order) == 4
+    finally:
+        loop.remove_reader(r)
+        os.close(r)
+        os.close(w)
+        loop.close()
+
+
+def _burst(tmp_path: Path, n: int) -> tuple[Loop, Supervisor]:
+    conf = tmp_path / "burst.conf"
+    conf.write_text(
+        f"[supervisord]\nchildlogdir = {tmp_path}\n"
+        f"[program:x]\ncommand = sh -c 'sleep 0.3; exit 1'\nnumprocs = {n}\n"
+        "process_name = x_%(process_num)d\nstartsecs = 0\nautorestart = true\n"
+        "stdout_logfile = NONE\nstderr_logfile = NONE\n"
+    )
+    loop = Loop()
+    sup = Supervisor(load_config(conf), log=logging.getLogger("test.burst"), loop=loop)
+    sup.start()
+    return loop, sup
+
+
+def _shutdown(loop: Loop, sup: Supervisor) -> None:
+    loop.install_signals([signal.SIGCHLD], sup.handle_signal)  # run() reaps on SIGCHLD
+    os.kill(os.getpid(), signal.SIGCHLD)  # exits that happened before the handler
+    sup.request_stop(SupervisorState.SHUTDOWN)
+    sup.run()
+    loop.close()
+
+
+def _wait_all_exited(sup: Supervisor, n: int) -> None:
+    """Until n children have exited (without reaping them)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        zombies = 0
+        for pid in sup.by_pid:
+            with contextlib.suppress(OSError):
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                zombies += state == "Z"
+        if zombies == n:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the children did not exit")
+
+
+def test_children_exiting_together_restart_one_per_turn_after_their_exited_events(
+    tmp_path: Path,
+) -> None:
+    """vigild used to fork and exec every restart in the turn that reaped the exits, so a
+    listener's answer waited behind them all (busy p99 13.4 ms, bench/core.py)."""
+    loop, sup = _burst(tmp_path, 4)
+    procs = list(sup.groups["x"].processes.values())
+    try:
+        _wait_all_exited(sup, 4)
+        sup.reap()  # all four in one turn
+        states = sorted(p.state.name for p in procs)
+        assert states == ["EXITED", "EXITED", "EXITED", "STARTING"]
+        for spawned in (2, 3, 4):
+            loop.run_once(max_wait=0)
+            assert sum(p.state is not ProcessState.EXITED for p in procs) == spawned
+        assert all(p.pid for p in procs)
+    finally:
+        _shutdown(loop, sup)
+
+
+def test_a_restart_waiting_for_its_turn_is_dropped_with_its_group(tmp_path: Path) -> None:
+    loop, sup = _burst(tmp_path, 2)
+    try:
+        _wait_all_exited(sup, 2)
+        sup.reap()
+        waiting = next(p for p in sup.groups["x"].processes.values() if not p.pid)
+        assert waiting.state is ProcessState.EXITED
+        group = sup.groups.pop("x")  # as removeProcessGroup leaves it: gone from the table
+        loop.run_once(max_wait=0)
+        assert waiting.state is ProcessState.EXITED and not waiting.pid
+        sup.groups["x"] = group
+    finally:
+        _shutdown(loop, sup)
