@@ -16,7 +16,9 @@ socket owned by a :class:`ConnectionOwner` (an :class:`~manager.httpserver.HTTPS
   everything else.
 * States: ``READING`` (waiting for a request) → ``WAITING`` (the handler has it)
   → ``READING`` again once the response is written; ``LINGERING`` after a
-  response that closes the connection; ``CLOSED``.
+  response that closes the connection; ``CLOSED``. The legal moves are the table
+  :data:`~manager.httpproto.CONNECTION_TRANSITIONS`; :meth:`Connection._to` is the one
+  writer of ``state``. An illegal move is a bug: logged, it closes that connection only.
 * A connection that must close after an error response is closed "lingering":
   the write side is shut down and whatever the client still sends is read and
   dropped for a moment, so the client reads our response instead of a reset.
@@ -30,21 +32,23 @@ socket owned by a :class:`ConnectionOwner` (an :class:`~manager.httpserver.HTTPS
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from manager.httpauth import UNAUTHORIZED_HEADERS
 from manager.httpproto import (
     NEED_DATA,
+    ConnectionState,
     HTTPError,
+    IllegalConnectionTransition,
     Limits,
     Request,
     RequestHead,
     RequestParser,
     Response,
+    check_connection_transition,
     error_response,
     render_response,
 )
@@ -201,13 +205,6 @@ class ConnectionOwner(Protocol):
 _READ_SIZE = 65536
 
 
-class _State(enum.Enum):
-    READING = "READING"  # waiting for (the rest of) a request
-    WAITING = "WAITING"  # the handler has the request; no response yet
-    LINGERING = "LINGERING"  # response written, write side shut, dropping input
-    CLOSED = "CLOSED"
-
-
 class Connection:
     """One accepted client socket, served until it closes; ``server`` is told by ``forget``."""
 
@@ -217,7 +214,8 @@ class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.parser = RequestParser(server.limits)
-        self.state = _State.READING
+        #: where the connection is; written only by :meth:`_to` after this
+        self.state = ConnectionState.READING
         self.out = bytearray()
         self.close_after_write = False
         self.eof = False
@@ -230,10 +228,26 @@ class Connection:
         self._advancing = False
         self._resume_reading()
 
+    # -- state
+
+    def _to(self, new: ConnectionState) -> None:
+        """The one writer of ``state``; raises IllegalConnectionTransition if not in the table."""
+        check_connection_transition(self.state, new)
+        self.state = new
+
+    @contextlib.contextmanager
+    def _contained(self) -> Iterator[None]:
+        """Around handlers' calls that move the state (loop callbacks are ``_guarded``)."""
+        try:
+            yield
+        except IllegalConnectionTransition:
+            log.exception("HTTP connection state error (fd %d); closing it", self.fd)
+            self.close()
+
     # -- reading
 
     def _resume_reading(self) -> None:
-        if not self.reading and not self.eof and self.state is not _State.CLOSED:
+        if not self.reading and not self.eof and self.state is not ConnectionState.CLOSED:
             self.reading = True
             self.loop.add_reader(self.fd, self._guarded(self._on_readable))
 
@@ -263,7 +277,7 @@ class Connection:
         if not data:
             self.eof = True
             self._pause_reading()
-            if self.state is _State.READING:
+            if self.state is ConnectionState.READING:
                 self._advance()  # requests already buffered are still answered
             else:
                 # LINGERING: done. WAITING: the client went away (or only shut down its
@@ -271,11 +285,11 @@ class Connection:
                 # supervisord, drop the connection, which cancels the pending answer
                 self.close()
             return
-        if self.state is _State.LINGERING or self.close_after_write:
+        if self.state is ConnectionState.LINGERING or self.close_after_write:
             return  # input after an error response is dropped
         self.parser.feed(data)
         limits = self.server.limits
-        if self.state is _State.WAITING:
+        if self.state is ConnectionState.WAITING:
             # keep reading to notice a reset, but do not buffer without bound
             if self.parser.buffered > limits.max_head + limits.max_body:
                 self._pause_reading()
@@ -288,7 +302,7 @@ class Connection:
             return
         self._advancing = True
         try:
-            while self.state is _State.READING and not self.close_after_write:
+            while self.state is ConnectionState.READING and not self.close_after_write:
                 try:
                     event = self.parser.next_event()
                 except HTTPError as exc:
@@ -310,7 +324,7 @@ class Connection:
                     continue
                 self._cancel_timer()
                 self._dispatch(event)
-            if self.state is _State.READING and not self.close_after_write:
+            if self.state is ConnectionState.READING and not self.close_after_write:
                 if self.eof:
                     self._finish()
                 elif self.parser.in_request:
@@ -326,7 +340,7 @@ class Connection:
             self.close()
 
     def _dispatch(self, request: Request) -> None:
-        self.state = _State.WAITING
+        self._to(ConnectionState.WAITING)
         responder = Responder(self)
         self.responder = responder
         try:
@@ -350,9 +364,9 @@ class Connection:
 
     def _timed_out(self) -> None:
         self.timer = None
-        if self.state is _State.READING and self.parser.in_request:
+        if self.state is ConnectionState.READING and self.parser.in_request:
             self._write_response(error_response(408), (1, 1))
-        elif self.state is _State.LINGERING:
+        elif self.state is ConnectionState.LINGERING:
             self.close()
 
     # -- writing
@@ -360,7 +374,7 @@ class Connection:
     def start_stream(self, responder: Responder, stream: Stream, head: Response) -> None:
         """Send the head of a streamed response; the body follows through ``stream``."""
         request = self.head
-        if self.state is not _State.WAITING or responder is not self.responder:
+        if self.state is not ConnectionState.WAITING or responder is not self.responder:
             stream.closed = True
             return
         assert request is not None
@@ -385,39 +399,41 @@ class Connection:
             stream.end()
 
     def send_body(self, data: bytes) -> None:
-        if self.state is _State.WAITING and self.stream is not None:
+        if self.state is ConnectionState.WAITING and self.stream is not None:
             self._send(data)
 
     def end_stream(self, stream: Stream, trailer: bytes) -> None:
-        if self.stream is not stream or self.state is not _State.WAITING:
-            return
-        self.stream = None
-        self.state = _State.READING
-        if trailer:
-            self._send(trailer)
-        else:
-            self.close_after_write = True
-            self._flush()
-        if self.state is _State.READING and not self.close_after_write:
-            self._resume_reading()
-            self.loop.call_soon(self._guarded(self._advance))
+        with self._contained():
+            if self.stream is not stream:  # only set while WAITING; _to checks that
+                return
+            self.stream = None
+            self._to(ConnectionState.READING)
+            if trailer:
+                self._send(trailer)
+            else:
+                self.close_after_write = True
+                self._flush()
+            if self.state is ConnectionState.READING and not self.close_after_write:
+                self._resume_reading()
+                self.loop.call_soon(self._guarded(self._advance))
 
     def respond(self, responder: Responder, response: Response) -> None:
         """A handler's answer (possibly long after the request)."""
-        if self.state is not _State.WAITING or responder is not self.responder:
-            return
-        self.responder = None
-        head = self.head
-        assert head is not None
-        self.state = _State.READING
-        keep = head.keep_alive and not response.close and not self.eof
-        self._write_response(
-            response, head.version, keep_alive=keep, head_only=head.method == "HEAD"
-        )
-        if self.state is _State.READING:
-            self._resume_reading()
-            if not self._advancing:
-                self.loop.call_soon(self._guarded(self._advance))
+        with self._contained():
+            if responder is not self.responder:  # only set while WAITING; _to checks that
+                return
+            self.responder = None
+            head = self.head
+            assert head is not None
+            self._to(ConnectionState.READING)
+            keep = head.keep_alive and not response.close and not self.eof
+            self._write_response(
+                response, head.version, keep_alive=keep, head_only=head.method == "HEAD"
+            )
+            if self.state is ConnectionState.READING:
+                self._resume_reading()
+                if not self._advancing:
+                    self.loop.call_soon(self._guarded(self._advance))
 
     def _write_response(
         self,
@@ -450,13 +466,13 @@ class Connection:
                 return
             del self.out[:n]
         self.loop.remove_writer(self.fd)
-        if self.close_after_write and self.state is not _State.CLOSED:
+        if self.close_after_write and self.state is not ConnectionState.CLOSED:
             self._linger()
 
     def _linger(self) -> None:
         """Shut our side down, drop whatever still arrives, close at EOF or after a moment."""
         self._cancel_timer()
-        self.state = _State.LINGERING
+        self._to(ConnectionState.LINGERING)
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -470,9 +486,9 @@ class Connection:
 
     def close(self) -> None:
         """Close now; a pending deferred response is told the client is gone."""
-        if self.state is _State.CLOSED:
+        if self.state is ConnectionState.CLOSED:
             return
-        self.state = _State.CLOSED
+        self._to(ConnectionState.CLOSED)
         self._cancel_timer()
         self._pause_reading()
         self.loop.remove_writer(self.fd)
@@ -487,7 +503,7 @@ class Connection:
 
     def shutdown(self) -> None:
         """Server closing: one last attempt to write what is pending, then close."""
-        if self.out and self.state is not _State.CLOSED:
+        if self.out and self.state is not ConnectionState.CLOSED:
             with contextlib.suppress(OSError):
                 n = self.sock.send(self.out)
                 del self.out[:n]

@@ -14,6 +14,12 @@ side is :mod:`manager.httpconn`.
 * :func:`render_response` turns a :class:`Response` into the bytes of a status line,
   headers and body; :func:`error_response` is the ``Response`` for an
   :class:`HTTPError` (or any error status), which always closes the connection.
+* :data:`CONNECTION_TRANSITIONS`: the one table of a connection's legal
+  :class:`ConnectionState` moves. ``Connection._to`` in :mod:`manager.httpconn`, the
+  only writer of ``Connection.state``, consults it through
+  :func:`check_connection_transition`; a move not in it is a bug in vigild and
+  raises :class:`IllegalConnectionTransition` (that connection is closed, the loop
+  goes on).
 
 Status codes for exceeded limits: a request line over :attr:`Limits.max_line`
 is ``414``, a header line over ``max_line`` or a head over ``max_head`` is
@@ -33,13 +39,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "CONNECTION_TRANSITIONS",
     "NEED_DATA",
+    "ConnectionState",
     "HTTPError",
+    "IllegalConnectionTransition",
     "Limits",
     "Request",
     "RequestHead",
     "RequestParser",
     "Response",
+    "check_connection_transition",
     "error_response",
     "render_response",
 ]
@@ -349,3 +359,44 @@ def error_response(
     phrase = http.HTTPStatus(status).phrase
     text = f"{status} {phrase}" + (f": {detail}" if detail else "") + "\n"
     return Response(status, text.encode("utf-8"), headers=headers, close=True)
+
+
+# --- connection states -----------------------------------------------------------------------
+
+
+class ConnectionState(enum.Enum):
+    """Where an HTTP connection is; the legal moves are :data:`CONNECTION_TRANSITIONS`."""
+
+    READING = "READING"  # waiting for (the rest of) a request; the initial state
+    WAITING = "WAITING"  # the handler has the request: no response yet, or a stream being written
+    LINGERING = "LINGERING"  # response written, write side shut, dropping input
+    CLOSED = "CLOSED"
+
+
+_C = ConnectionState
+
+#: from-state -> the states it may move to, and why. Every state but CLOSED may
+#: move to CLOSED, so closing a connection whose state machine broke is always legal.
+CONNECTION_TRANSITIONS: dict[ConnectionState, dict[ConnectionState, str]] = {
+    _C.READING: {
+        _C.WAITING: "a whole, authorized request went to the handler",
+        _C.LINGERING: "the last response is out (an error, 401, 408, Connection: close, HTTP/1.0)",
+        _C.CLOSED: "end of input with nothing left to answer, a socket error, or shutdown",
+    },
+    _C.WAITING: {
+        _C.READING: "the handler's response was written or its stream ended",
+        _C.CLOSED: "the client left before the answer, a socket error, or shutdown",
+    },
+    _C.LINGERING: {_C.CLOSED: "end of input from the client, the linger delay, or an error"},
+    _C.CLOSED: {},
+}
+
+
+class IllegalConnectionTransition(RuntimeError):
+    """A move not in :data:`CONNECTION_TRANSITIONS` was attempted: a bug in vigild."""
+
+
+def check_connection_transition(old: ConnectionState, new: ConnectionState) -> None:
+    """Raise :class:`IllegalConnectionTransition` unless ``old -> new`` is in the table."""
+    if new not in CONNECTION_TRANSITIONS[old]:
+        raise IllegalConnectionTransition(f"illegal transition {old.name} -> {new.name}")

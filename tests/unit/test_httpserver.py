@@ -3,7 +3,8 @@
 The tests run the loop in a background thread (``Served``) and talk to it with
 blocking client sockets from the test thread; everything the server does still happens
 on the loop's one thread. The parser alone is tested in test_httpproto.py, credentials
-in test_httpauth.py, socket binding in test_httpbind.py.
+in test_httpauth.py, socket binding in test_httpbind.py, the connection state machine path
+by path in test_httpconn.py; every connection here must move only along its table.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from manager.httpauth import Credentials
 from manager.httpbind import bind_tcp, bind_unix
 from manager.httpconn import Responder
-from manager.httpproto import Limits, Request, Response
+from manager.httpproto import IllegalConnectionTransition, Limits, Request, Response
 from manager.httpserver import HTTPServer
 from manager.loop import Loop
 from tests.support.net import basic_authorization as basic
@@ -40,6 +41,22 @@ POST = (
 )
 
 # --- a server on a real loop -----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def only_legal_transitions(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test in which a connection tried a move not in CONNECTION_TRANSITIONS.
+
+    Such a move is logged and closes the connection (it never reaches the test), so
+    the log is where it shows; this fixture is torn down after the server has stopped.
+    """
+    yield
+    illegal = [
+        r.getMessage()
+        for r in caplog.records
+        if r.exc_info and isinstance(r.exc_info[1], IllegalConnectionTransition)
+    ]
+    assert illegal == []
 
 
 def echo(request: Request, responder: Responder) -> None:
