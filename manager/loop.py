@@ -4,6 +4,11 @@ No fixed poll timeout: ``select`` sleeps until the earliest timer, a readable or
 writable fd, or a signal (``signal.set_wakeup_fd``), so a child's exit is handled
 the moment SIGCHLD arrives and a timer fires on time, not on the next 1-second tick.
 
+A callback that raises ends ``run_once`` with the exception, unless the loop has
+an ``on_error`` policy (vigild's: log it and go on, since a daemon that dies of
+one bug takes every child down with it). With a policy, a failing fd callback
+is also unregistered, so a readable fd nobody drains cannot spin the loop.
+
 A cancelled timer lets go of its callback at once and the heap is compacted when
 cancelled timers are most of it: an HTTP connection arms a 60-second request
 timer and cancels it a millisecond later, and those closed connections (with
@@ -12,6 +17,7 @@ their requests) must not stay alive until each deadline passes.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -25,6 +31,8 @@ from types import FrameType
 __all__ = ["Loop", "Timer"]
 
 Callback = Callable[[], None]
+#: ``on_error(what, exc)``: ``what`` names the callback ("reader of fd 7", "timer"...).
+ErrorPolicy = Callable[[str, Exception], None]
 
 #: Compact the heap when more timers than this are cancelled and they are the majority.
 COMPACT_AFTER = 256
@@ -59,8 +67,11 @@ class Timer:
 
 
 class Loop:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, on_error: ErrorPolicy | None = None
+    ) -> None:
         self.clock = clock
+        self.on_error = on_error
         self._sel = selectors.DefaultSelector()
         self._timers: list[Timer] = []
         #: Cancelled timers still in the heap.
@@ -189,15 +200,27 @@ class Loop:
                     pass
                 continue
             if mask & selectors.EVENT_READ and fd in self._readers:
-                self._readers[fd]()
+                callback = self._readers[fd]
+                if (
+                    not self._run(callback, "reader of fd", fd)
+                    and self._readers.get(fd) is callback
+                ):
+                    self.remove_reader(fd)
             if mask & selectors.EVENT_WRITE and fd in self._writers:
-                self._writers[fd]()
+                callback = self._writers[fd]
+                if (
+                    not self._run(callback, "writer of fd", fd)
+                    and self._writers.get(fd) is callback
+                ):
+                    self.remove_writer(fd)
         while self._pending_signals:
             signum = self._pending_signals.popleft()
             if self._signal_handler is not None:
-                self._signal_handler(signum)
+                self._run(
+                    functools.partial(self._signal_handler, signum), "handler of signal", signum
+                )
         for callback in after_io:
-            callback()
+            self._run(callback, "after-I/O callback")
         now = self.clock()
         while timers and (timers[0].cancelled or timers[0].when <= now):
             t = heapq.heappop(timers)
@@ -206,7 +229,19 @@ class Loop:
             else:
                 t.cancelled = True  # fired: a later cancel() is a no-op
                 t._loop = None
-                t.callback()
+                self._run(t.callback, "timer")
+
+    def _run(self, callback: Callback, what: str, number: int | None = None) -> bool:
+        """Call ``callback``; False if it raised and the error policy took the exception."""
+        if self.on_error is None:
+            callback()
+            return True
+        try:
+            callback()
+        except Exception as exc:
+            self.on_error(what if number is None else f"{what} {number}", exc)
+            return False
+        return True
 
     def close(self) -> None:
         self.restore_signals()

@@ -134,6 +134,15 @@ def _daemonize(directory: str | None, umask: int) -> None:
     os.close(devnull)
 
 
+def _log_and_go_on(what: str, exc: Exception) -> None:
+    """vigild's loop error policy: a bug in one callback is logged, not fatal to every child."""
+    logging.getLogger("vigild").critical(
+        "uncaught exception in the %s; vigild carries on (please report this)",
+        what,
+        exc_info=exc,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = args.configuration or find_config_file(argv0=sys.argv[0], cwd=Path.cwd())
@@ -159,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("For help, use vigild -h", file=sys.stderr)
         return EXIT_USAGE
 
-    loop = Loop()
+    loop = Loop(on_error=_log_and_go_on)
     servers = rpcserver.Servers(loop)
     try:
         servers.bind(config)

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,82 @@ def test_a_restart_waiting_for_its_turn_is_dropped_with_its_group(tmp_path: Path
         sup.groups["x"] = group
     finally:
         _shutdown(loop, sup)
+
+
+# ---------------------------------------------------------------------------------------------
+# a callback that raises: fatal by default, logged and survived under an error policy
+
+
+def _raise(kind: type[Exception]) -> Callable[[], None]:
+    def callback() -> None:
+        raise kind("a bug")
+
+    return callback
+
+
+def test_without_an_error_policy_a_raising_callback_ends_run_once() -> None:
+    loop = Loop()
+    try:
+        loop.call_soon(_raise(ZeroDivisionError))
+        with pytest.raises(ZeroDivisionError):
+            loop.run_once(max_wait=0)
+    finally:
+        loop.close()
+
+
+def test_under_an_error_policy_the_loop_goes_on_and_drops_a_failing_fds_callback() -> None:
+    errors: list[tuple[str, str]] = []
+    loop = Loop(on_error=lambda what, exc: errors.append((what, type(exc).__name__)))
+    bad_r, bad_w = os.pipe()
+    good_r, good_w = os.pipe()
+    got: list[bytes] = []
+    fired: list[str] = []
+
+    def bad_reader() -> None:
+        raise ValueError("a bug")  # and leaves the fd readable: it must not spin the loop
+
+    try:
+        loop.add_reader(bad_r, bad_reader)
+        loop.add_reader(good_r, lambda: got.append(os.read(good_r, 10)))
+        loop.add_writer(good_w, _raise(KeyError))
+        loop.call_soon(_raise(ZeroDivisionError))
+        loop.call_soon(lambda: fired.append("next timer"))
+        loop.call_after_io(_raise(IndexError))
+        os.write(bad_w, b"x")
+        os.write(good_w, b"y")
+        loop.run_once(max_wait=0)
+        loop.run_once(max_wait=0)  # the after-I/O callback
+        assert got == [b"y"] and fired == ["next timer"]
+        assert sorted(errors) == sorted(
+            [
+                (f"reader of fd {bad_r}", "ValueError"),
+                (f"writer of fd {good_w}", "KeyError"),
+                ("timer", "ZeroDivisionError"),
+                ("after-I/O callback", "IndexError"),
+            ]
+        )
+        assert not loop.has_reader(bad_r) and loop.has_reader(good_r)
+        os.write(good_w, b"z")  # the healthy reader is still served
+        loop.run_once(max_wait=1)
+        assert got == [b"y", b"z"] and len(errors) == 4
+    finally:
+        loop.remove_reader(good_r)
+        for fd in (bad_r, bad_w, good_r, good_w):
+            os.close(fd)
+        loop.close()
+
+
+def test_under_an_error_policy_a_raising_signal_handler_is_reported() -> None:
+    errors: list[str] = []
+    loop = Loop(on_error=lambda what, exc: errors.append(what))
+
+    def handler(signum: int) -> None:
+        raise RuntimeError(signum)
+
+    try:
+        loop.install_signals([signal.SIGUSR1], handler)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        loop.run_once(max_wait=1)
+        assert errors == [f"handler of signal {int(signal.SIGUSR1)}"]
+    finally:
+        loop.close()
