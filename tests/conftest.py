@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.net import short_dir
 from tests.support.supervisor import CORES, Supervisor, core_command, start_supervisor
 
 # Property tests and fuzzers explore the same examples on every run (a red CI is a finding
@@ -74,3 +75,10 @@ def any_core(supervisor_factory: SupervisorFactory, core: str) -> SupervisorFact
         return supervisor_factory(body, command=core_command(Path("{conf}"), core), **kw)
 
     return start
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short private directory for unix sockets (sun_path is 108 bytes); removed after."""
+    with short_dir() as path:
+        yield path

@@ -13,14 +13,12 @@ it as a plain program). Tests named ``test_vigild_*`` cover what only vigild doe
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,16 +62,6 @@ def child(tmp_path: Path) -> str:
     script = tmp_path / "fcgi_child.py"
     script.write_text(CHILD)
     return f"{PYTHON} {script}"
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short private directory for unix sockets (sun_path is 108 bytes); removed after."""
-    path = Path(tempfile.mkdtemp(prefix="vf", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 Address = tuple[str, int] | str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,16 @@ def unix_socket_path(tmp_path: Path) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(short / "s.sock")
         short.rmdir()
+
+
+@contextlib.contextmanager
+def short_dir(prefix: str = "vs") -> Iterator[Path]:
+    """A private directory in /tmp, short enough for unix socket paths; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def basic_authorization(user: str, password: str) -> str:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
 import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +26,6 @@ from manager.supervisor import Supervisor
 from tests.support.net import free_port
 
 LOG = logging.getLogger("test.fcgi")
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short private directory (sun_path is 108 bytes); removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="vf", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import os
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import xmlrpc.client
@@ -54,6 +53,7 @@ from manager.states import ProcessState, SupervisorState
 from manager.supervisor import Supervisor
 from manager.xmlrpcwire import Marshalled
 from tests.conftest import SupervisorFactory
+from tests.support.net import short_dir
 from tests.support.supervisor import PYTHON, UnixStreamHTTPConnection
 
 _names = itertools.count()
@@ -146,13 +146,8 @@ def short_tmp(tmp_path: Path) -> Iterator[Path]:
     if len(os.fsencode(tmp_path / "s.sock")) <= 100:
         yield tmp_path
         return
-    short = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))
-    try:
+    with short_dir("vr") as short:
         yield short
-    finally:
-        import shutil
-
-        shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture
