@@ -1,30 +1,53 @@
 """The commands about logs: ``clear``, ``tail`` and ``maintail`` (with ``-f``).
 
-``tail -f`` and ``maintail -f`` follow over XML-RPC rather than streaming ``/logtail``
-as supervisorctl does (see :mod:`manager.vigilctl` for why the output is the same):
-``tail -f`` polls ``tailProcessStdoutLog``/``tailProcessStderrLog`` every
-:data:`POLL_INTERVAL` seconds; ``maintail -f`` finds the main log's size by bisecting
-``readLog(offset, 1)`` and then polls ``readLog``. A log that shrank is a new file
-(cleared or rotated) and is followed again from its start.
+Following (``tail -f <name> [stdout|stderr]``, ``maintail -f``)
+----------------------------------------------------------------
+As supervisorctl does, after the API check: ``==> Press Ctrl-C to exit <==``, then one
+HTTP ``GET /logtail/<name>/<channel>`` or ``GET /mainlogtail``
+(:class:`~manager.ctl.stream.LogStream`) whose body is printed as it arrives: the last
+1024 bytes of the log, then whatever is appended. The server follows a log that is
+cleared or rotated from its start; vigild says ``==> File truncated <==`` when one is
+truncated in place (supervisord 4.3 fails there, with a ``TypeError`` in its log, and
+ends the stream). How it ends, exactly as supervisorctl 4.3 (measured against
+supervisord 4.3 and vigild):
+
+* Ctrl-C: a blank line, exit 0;
+* the server ends the stream (shutdown, crash, restart): nothing more, exit 0;
+* no such process or no log file (``stdout_logfile = NONE``, a main log that was
+  removed): the server answers 404, and ``<url><path> Cannot read, status code 404``
+  goes to stderr, exit 0;
+* wrong credentials: the API check fails first (``Server requires authentication`` and
+  an ``error:`` line, exit 1); a 401 on the stream itself would be ``... Cannot read,
+  status code 401`` on stderr, exit 0;
+* the stream's connection fails (the server went away after the API check): over a
+  unix socket an ``error:`` line, exit 1 (supervisorctl prints a traceback summary
+  there); over TCP ``<url><path> Cannot connect, error: <class
+  'ConnectionRefusedError'> ([Errno 111] Connection refused)`` on stderr, exit 0;
+* stdout goes away (``| head``): ``... Cannot connect, error: <class
+  'BrokenPipeError'> ([Errno 32] Broken pipe)`` on stderr, exit 0.
+
+Where supervisorctl misbehaves vigilctl does not copy it: it decodes UTF-8 across reads
+(supervisorctl prints ``Undecodable: b'...'`` for a read that splits a character) and
+sends an empty password on the stream too (supervisorctl's stream then gets 401 from
+a server whose password is empty, although its XML-RPC calls got in).
 """
 
 from __future__ import annotations
 
 from manager.ctl.base import ControllerBase, InitExit
 from manager.ctl.formatting import clear_result
+from manager.ctl.options import client_url
 from manager.faults import Fault
-from manager.rpcclient import AuthenticationError, RPCError, RPCFault, Unreachable
+from manager.rpcclient import RPCFault, Unreachable, parse_server_url
 
-__all__ = ["MAX_XMLRPC_INT", "POLL_INTERVAL", "TAIL_BYTES", "TAIL_F_HEAD", "LogCommands"]
+__all__ = ["CONNECT_TIMEOUT", "FOLLOW_BANNER", "TAIL_BYTES", "LogCommands"]
 
 #: bytes shown by ``tail``/``maintail`` without ``-N``
 TAIL_BYTES = 1600
-#: bytes shown first by ``tail -f``/``maintail -f`` (supervisord's ``/logtail`` head)
-TAIL_F_HEAD = 1024
-#: the largest XML-RPC ``int``
-MAX_XMLRPC_INT = 2**31 - 1
-#: seconds between polls while following
-POLL_INTERVAL = 0.2
+#: the first line of ``tail -f``/``maintail -f``
+FOLLOW_BANNER = "==> Press Ctrl-C to exit <=="
+#: seconds allowed for connecting the stream (supervisorctl waits for the kernel)
+CONNECT_TIMEOUT = 10.0
 
 
 class LogCommands(ControllerBase):
@@ -79,7 +102,7 @@ class LogCommands(ControllerBase):
                     self.exitstatus = InitExit.GENERIC
                     return
         if nbytes is None:
-            self._follow_process(name, channel)
+            self._follow(f"/logtail/{name}/{channel}")
             return
         self._check_encoding()
         method = "readProcessStdoutLog" if channel == "stdout" else "readProcessStderrLog"
@@ -115,7 +138,7 @@ class LogCommands(ControllerBase):
                 self.exitstatus = InitExit.GENERIC
                 return
             if args[0][1:] == "f":
-                self._follow_main()
+                self._follow("/mainlogtail")
                 return
             try:
                 nbytes = int(args[0][1:])
@@ -138,106 +161,46 @@ class LogCommands(ControllerBase):
 
     # -- following
 
-    def _not_found(self, path: str) -> None:
-        # what supervisorctl prints (to stderr) when /logtail or /mainlogtail answers 404;
-        # the exit status stays 0
-        self._err.write(f"{self.serverurl}{path} Cannot read, status code 404\n")
+    def _follow(self, path: str) -> None:
+        """``tail -f``/``maintail -f``: stream ``GET <path>`` until the server ends it or Ctrl-C.
 
-    def _tail_appended(self, method: str, name: str, offset: int) -> int:
-        """Write what was appended to a log since ``offset``; return the new offset.
+        See the module docstring for what is printed and how it ends.
 
-        ``tail*Log(name, offset, length)`` answers the *last* ``length`` bytes and the
-        size, so a zero-length call probes the size and a second call asks for
-        exactly ``size - offset`` bytes (again if the log grew in between).
+        Raises:
+            Unreachable: the stream's connection failed as supervisorctl's fails at once.
         """
-        _, probed, _ = self._rpc(method, name, offset, 0)
-        size = int(probed)
-        if size < offset:  # cleared or rotated: a new file, shown from its start
-            offset = 0
-        while size > offset:
-            data, now, _ = self._rpc(method, name, offset, size - offset)
-            if now == size:
-                self._write(data)
-                break
-            size = int(now)
-        return size
-
-    def _log_exists(self, name: str, channel: str) -> bool:
-        """Whether ``name`` has a ``channel`` log file (``/logtail`` answers 404 if not).
-
-        Reading from far beyond the end returns ``''`` for an existing file without
-        transferring (or decoding) any of it; no such process or file is a fault.
-        """
-        method = "readProcessStdoutLog" if channel == "stdout" else "readProcessStderrLog"
-        try:
-            self._rpc(method, name, MAX_XMLRPC_INT, 0)
-        except RPCFault as exc:
-            if exc.code in (Fault.BAD_NAME, Fault.NO_FILE):
-                return False
-            raise
-        return True
-
-    def _follow_process(self, name: str, channel: str) -> None:
-        """``tail -f``: the last 1024 bytes, then whatever is appended, until Ctrl-C."""
         self._check_encoding()
-        self.output("==> Press Ctrl-C to exit <==")
-        method = "tailProcessStdoutLog" if channel == "stdout" else "tailProcessStderrLog"
+        self.output(FOLLOW_BANNER)
+        # imported here: vigilctl starts without the HTTP client and threading
+        from manager.ctl.stream import LogStream
+
+        stream = LogStream(
+            parse_server_url(client_url(self.serverurl)),
+            path,
+            url=self.serverurl,
+            username=self.username,
+            password=self.password,
+            write=self._write_followed,
+            error=self._stream_error,
+            timeout=CONNECT_TIMEOUT,
+        )
         try:
-            if not self._log_exists(name, channel):
-                self._not_found(f"/logtail/{name}/{channel}")
-                return
-            data, offset, _ = self._rpc(method, name, 0, TAIL_F_HEAD)
-            self._write(data)
-            while True:
-                self._sleep(POLL_INTERVAL)
-                offset = self._tail_appended(method, name, offset)
+            self._out.flush()  # the banner before any stream error on stderr
+            stream.run(raise_immediate=True)
         except KeyboardInterrupt:
             self.output("")
+        except OSError as exc:
+            raise Unreachable(stream.target.url, exc.strerror or str(exc)) from exc
 
-    def _main_log_has_byte(self, offset: int) -> bool:
+    def _write_followed(self, text: str) -> None:
         try:
-            return bool(self._rpc("readLog", offset, 1))
-        except (AuthenticationError, Unreachable):
-            raise
-        except RPCError:
-            return True  # e.g. half a UTF-8 sequence: there is a byte there
+            self._write(text)
+        except UnicodeEncodeError:  # as supervisorctl words it (its stream then ends)
+            encoding = getattr(self._out, "encoding", None)
+            raise ValueError(
+                f"Unable to write Unicode to stdout because it has encoding {encoding}"
+            ) from None
 
-    def _main_log_size(self) -> int:
-        """The main log's size in bytes, found by bisecting ``readLog(offset, 1)``."""
-        self._rpc("readLog", 0, 1)  # NO_FILE when there is no main log
-        if not self._main_log_has_byte(0):
-            return 0
-        low, high = 0, TAIL_F_HEAD  # invariant: byte at low exists
-        while self._main_log_has_byte(high):
-            low, high = high, high * 2
-        while high - low > 1:  # now: byte at high does not exist
-            mid = (low + high) // 2
-            if self._main_log_has_byte(mid):
-                low = mid
-            else:
-                high = mid
-        return high
-
-    def _follow_main(self) -> None:
-        """``maintail -f``: like :meth:`_follow_process` for the main log."""
-        self._check_encoding()
-        self.output("==> Press Ctrl-C to exit <==")
-        try:
-            try:
-                offset = max(0, self._main_log_size() - TAIL_F_HEAD)
-            except RPCFault as exc:
-                if exc.code != Fault.NO_FILE:
-                    raise
-                self._not_found("/mainlogtail")
-                return
-            while True:
-                data = self._rpc("readLog", offset, 0)
-                if data:
-                    self._write(data)
-                    offset += len(data.encode("utf-8", "surrogateescape"))
-                elif offset > 0 and not self._main_log_has_byte(offset - 1):
-                    offset = 0  # cleared or rotated: a new file, shown from its start
-                    continue
-                self._sleep(POLL_INTERVAL)
-        except KeyboardInterrupt:
-            self.output("")
+    def _stream_error(self, message: str) -> None:
+        self._err.write(message + "\n")
+        self._err.flush()

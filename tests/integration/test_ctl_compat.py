@@ -861,6 +861,135 @@ def test_tail_f_without_a_log_reports_404(check: Check, shared: Shared) -> None:
         )
 
 
+def test_tail_f_ends_with_a_message_when_stdout_goes_away(shared: Shared) -> None:
+    """``tail -f ... | head -c 5``: the next write fails; a line on stderr, exit 0."""
+    url = f"unix://{shared.sv.sock}"
+    shared.start("sleeper")
+    for tool in TOOLS:
+        proc = subprocess.Popen(
+            [*TOOLS[tool], "-c", str(shared.conf), "tail", "-f", "sleeper"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.read(5) == HEADER[:5].encode()
+            proc.stdout.close()
+            deadline = time.monotonic() + CTL_TIMEOUT
+            while proc.poll() is None:  # it finds out at its next write
+                assert time.monotonic() < deadline, f"{tool} did not exit"
+                shared.rpc().signalProcess("sleeper", "HUP")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(1)
+            err = proc.stderr.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert (err, proc.returncode) == (
+            f"{url}/logtail/sleeper/stdout Cannot connect, error: "
+            "<class 'BrokenPipeError'> ([Errno 32] Broken pipe)\n",
+            0,
+        ), tool
+
+
+#: a program per client whose stdout log rotates at 40 bytes (``hello stdout\n`` is 13
+#: and each ``got HUP\n`` 8), so each client follows a log of its own
+ROTATING = "".join(
+    program(
+        f"hup_{tool}",
+        "sleeper",
+        Path("%(here)s/child.py"),
+        f"stdout_logfile = %(here)s/hup_{tool}.log\nstdout_logfile_maxbytes = 40\n"
+        "stdout_logfile_backups = 1\n",
+    )
+    for tool in TOOLS
+)
+TRUNCATED = "==> File truncated <==\n"
+
+
+def test_tail_f_follows_a_rotated_log_and_one_truncated_in_place(
+    any_core: Factory, core: str, tmp_path: Path
+) -> None:
+    """What the cores stream; both clients print just that.
+
+    supervisord rotates *after* the write that reaches 40 bytes (the 4th ``got HUP`` goes
+    to the old file, and the stream has already moved on to the new one), vigild before
+    the write that would pass 40 bytes (the 4th ``got HUP`` starts the new file). A log
+    truncated in place makes vigild say ``==> File truncated <==``; supervisord 4.3 fails
+    there (a ``TypeError`` in its log) and closes the stream, so the client exits 0.
+    """
+    (tmp_path / "child.py").write_text(CHILD)
+    sv = any_core(ROTATING)
+    runs: dict[str, Run] = {}
+    for tool in TOOLS:
+        name = f"hup_{tool}"
+        sv.wait_state(name, "RUNNING")
+        shown = HEADER + "hello stdout\n"
+        with Follower(tool, sv.conf, ["tail", "-f", name]) as follower:
+            follower.wait_for(shown.__eq__, "hello stdout")
+            for hup in range(1, 6):
+                sv.rpc().supervisor.signalProcess(name, "HUP")
+                if hup == 4 and core == "supervisord":  # rotated away before it was read
+                    sv.wait_for((sv.dir / f"{name}.log.1").exists, what="rotation")
+                    continue
+                shown += "got HUP\n"
+                follower.wait_for(shown.__eq__, f"HUP {hup}")
+            os.truncate(sv.dir / f"{name}.log", 0)
+            if core == "supervisord":
+                runs[tool] = follower.finish(lambda: None)
+                continue
+            shown += TRUNCATED
+            follower.wait_for(shown.__eq__, "the truncation")
+            sv.rpc().supervisor.signalProcess(name, "HUP")
+            shown += "got HUP\n"
+            follower.wait_for(shown.__eq__, "HUP after the truncation")
+            runs[tool] = follower.interrupt()
+    assert runs["vigilctl"] == runs["supervisorctl"]
+    if core == "supervisord":
+        expected = HEADER + "hello stdout\n" + "got HUP\n" * 4
+    else:
+        expected = HEADER + "hello stdout\n" + "got HUP\n" * 5 + TRUNCATED + "got HUP\n\n"
+    assert runs["supervisorctl"] == Run(expected, "", 0)
+
+
+def test_tail_f_and_maintail_f_end_quietly_when_the_core_shuts_down(any_core: Factory) -> None:
+    """The stream ends with the core: nothing more is printed (no blank line), exit 0."""
+    sv = any_core(
+        "[program:hello]\ncommand = sh -c 'echo hello stdout; exec sleep 3600'\n"
+        "startsecs = 0\nstopwaitsecs = 1\n",
+        loglevel="info",  # no child output in the main log: it has no blank lines
+    )
+    sv.wait_state("hello", "RUNNING")
+    followers = {
+        (tool, command): Follower(tool, sv.conf, args)
+        for tool in TOOLS
+        for command, args in (("tail", ["tail", "-f", "hello"]), ("maintail", ["maintail", "-f"]))
+    }
+    try:
+        for (tool, command), follower in followers.items():
+            if command == "tail":
+                follower.wait_for((HEADER + "hello stdout\n").__eq__, f"{tool} tail -f")
+            else:
+                follower.wait_for(lambda out: len(out) > len(HEADER), f"{tool} maintail -f")
+        sv.rpc().supervisor.shutdown()
+        assert sv.proc.wait(CTL_TIMEOUT) == 0
+        runs = {key: follower.finish(lambda: None) for key, follower in followers.items()}
+    finally:
+        for follower in followers.values():
+            follower.__exit__()
+    log = sv.logfile.read_text()
+    for tool in TOOLS:
+        assert runs[tool, "tail"] == Run(HEADER + "hello stdout\n", "", 0), tool
+        run = runs[tool, "maintail"]
+        assert (run.err, run.rc) == ("", 0), (tool, run)
+        assert run.out.startswith(HEADER) and run.out[len(HEADER) :] in log, (tool, run.out)
+        assert run.out.endswith("\n") and not run.out.endswith("\n\n"), (tool, run.out)
+
+
 def test_clear_empties_the_logs(check: Check, shared: Shared) -> None:
     check(["clear", "talker"], "talker: cleared\n", 0, before=_fresh_talker(shared))
     check(["tail", "talker"], "\n", 0)
@@ -1131,15 +1260,20 @@ def test_reload_restarts_the_core(check: Check, shared: Shared) -> None:
 # --- credentials and unreachable servers ---------------------------------------------
 
 
-def _start_auth_core(tmp: Path, core: str) -> Supervisor:
+def _start_auth_core(
+    tmp: Path, core: str, *, password: str = "secret", client_password: str = "wrong"
+) -> Supervisor:
+    """A core that wants ``alice``/``password``; ``[supervisorctl]`` says ``client_password``."""
     sockdir = Path(tempfile.mkdtemp(prefix="vc", dir="/tmp"))
     sock = sockdir / "sv.sock"
     conf = tmp / "supervisord.conf"
     text = render_config(tmp, sock, "")
-    text = text.replace("chmod = 0700\n", "chmod = 0700\nusername = alice\npassword = secret\n")
+    text = text.replace(
+        "chmod = 0700\n", f"chmod = 0700\nusername = alice\npassword = {password}\n"
+    )
     text = text.replace(
         f"serverurl = unix://{sock}\n",
-        f"serverurl = unix://{sock}\nusername = alice\npassword = wrong\n",
+        f"serverurl = unix://{sock}\nusername = alice\npassword = {client_password}\n",
     )
     conf.write_text(text)
     with (tmp / "supervisord.out").open("wb") as out:
@@ -1159,7 +1293,7 @@ def _start_auth_core(tmp: Path, core: str) -> Supervisor:
         output=tmp / "supervisord.out",
         sockdir=sockdir,
     )
-    client = SupervisorClient(f"unix://{sock}", "alice", "secret", timeout=5, retry_for=10)
+    client = SupervisorClient(f"unix://{sock}", "alice", password, timeout=5, retry_for=10)
     try:
         deadline = time.monotonic() + 10
         while client.supervisor.getState()["statename"] != "RUNNING":
@@ -1177,12 +1311,132 @@ def test_wrong_credentials_say_server_requires_authentication(
     sv = _start_auth_core(tmp_path, core)
     try:
         needs_auth = "Server requires authentication\nerror: <details>\n"
-        for args in (["status"], ["avail"], ["start", "x"], ["shutdown"], ["fg", "x"]):
+        for args in (
+            *(["status"], ["avail"], ["start", "x"], ["shutdown"], ["fg", "x"]),
+            *(["tail", "-f", "x"], ["maintail", "-f"]),  # the API check fails before the stream
+        ):
             compare(request, core, args, needs_auth, 1, conf=sv.conf)
         compare(request, core, ["-p", "secret", "status"], "", 0, conf=sv.conf)
         compare(request, core, ["-p", "secret", "avail"], "", 0, conf=sv.conf)
     finally:
         sv.stop()
+
+
+def test_follow_sends_an_empty_password_which_supervisorctl_leaves_out(
+    core: str, tmp_path: Path
+) -> None:
+    """A deliberate difference: a core whose password is empty takes ``alice:`` (the
+    XML-RPC calls of both clients get in), but supervisorctl's stream sends no
+    credentials when the password is empty, gets 401 and says so; vigilctl follows."""
+    sv = _start_auth_core(tmp_path, core, password="", client_password="")
+    try:
+        url = f"unix://{sv.sock}"
+        run = run_tool("supervisorctl", "maintail", "-f", conf=sv.conf)
+        assert run == Run(HEADER, f"{url}/mainlogtail Cannot read, status code 401\n", 0)
+        with Follower("vigilctl", sv.conf, ["maintail", "-f"]) as follower:
+            follower.wait_for(lambda out: len(out) > len(HEADER), "the end of the main log")
+            run = follower.interrupt()
+        assert (run.err, run.rc) == ("", 0), run
+        assert run.out.startswith(HEADER) and run.out.endswith("\n\n"), run.out
+        assert run.out[len(HEADER) : -1] in sv.logfile.read_text(), run.out
+    finally:
+        sv.stop()
+
+
+def test_maintail_f_without_a_main_log_reports_404(
+    request: pytest.FixtureRequest, core: str, any_core: Factory
+) -> None:
+    sv = any_core("")
+    sv.logfile.unlink()  # a main log that was removed: the core answers 404
+    url = f"unix://{sv.sock}"
+    err = f"{url}/mainlogtail Cannot read, status code 404\n"
+    compare(request, core, ["maintail", "-f"], HEADER, 0, conf=sv.conf, err=err)
+
+
+@contextlib.contextmanager
+def _vanishing_server(address: str | tuple[str, int]) -> Iterator[None]:
+    """A server that answers one XML-RPC call (``getVersion``: 3.0), then is gone.
+
+    It stops listening (a unix socket's file removed) before it answers, so a client
+    that passed its API check then finds nobody there: a core that went away between
+    the check and the stream of ``tail -f``.
+    """
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(address)
+    listener.listen(1)
+    listener.settimeout(CTL_TIMEOUT)
+    reply = xmlrpc.client.dumps(("3.0",), methodresponse=True).encode()
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return  # no client came (or the test ended): nothing to answer
+        with conn:
+            conn.settimeout(CTL_TIMEOUT)
+            request = b""
+            while b"</methodCall>" not in request:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                request += data
+            listener.close()
+            if isinstance(address, str):
+                os.unlink(address)
+            conn.sendall(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n"
+                + f"Content-Length: {len(reply)}\r\n\r\n".encode()
+                + reply
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # wakes an accept() still waiting
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(CTL_TIMEOUT)
+        if isinstance(address, str):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)
+
+
+@pytest.mark.parametrize("scheme", ["unix", "http"])
+def test_follow_when_the_server_went_away_after_the_api_check(
+    scheme: str, sockdir: Path, tmp_path: Path
+) -> None:
+    """supervisorctl's asyncore client raises what a unix socket connect meets at once
+    (supervisorctl: a traceback summary, vigilctl: one ``error:`` line; exit 1), and
+    reports on stderr what a TCP connect meets later (a refusal; exit 0)."""
+    address: str | tuple[str, int]
+    if scheme == "unix":
+        address = str(sockdir / "gone.sock")
+        url = f"unix://{address}"
+    else:
+        address = ("127.0.0.1", _refused_port())
+        url = f"http://127.0.0.1:{address[1]}"
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(f"[supervisorctl]\nserverurl = {url}\n")
+    for args, path in (
+        (["tail", "-f", "x"], "/logtail/x/stdout"),
+        (["maintail", "-f"], "/mainlogtail"),
+    ):
+        runs = {}
+        for tool in TOOLS:
+            with _vanishing_server(address):
+                run = run_tool(tool, *args, conf=conf)
+            runs[tool] = Run(normalise(run.out), run.err, run.rc)
+        assert runs["vigilctl"] == runs["supervisorctl"], args
+        if scheme == "unix":
+            expected = Run(HEADER + "error: <details>\n", "", 1)
+        else:
+            refused = "<class 'ConnectionRefusedError'> ([Errno 111] Connection refused)"
+            expected = Run(HEADER, f"{url}{path} Cannot connect, error: {refused}\n", 0)
+        assert runs["supervisorctl"] == expected, args
 
 
 def test_shutdown_stops_the_core(

@@ -35,3 +35,17 @@ def test_importing_vigilctl_leaves_out_what_only_fg_needs() -> None:
     loaded = set(json.loads(out.stdout))
     fg_only = {"threading", "signal", "manager.ctl.foreground", "manager.ctl.stream"}
     assert loaded & fg_only == set()
+
+
+def test_following_a_log_leaves_out_tenacity_and_the_state_machine() -> None:
+    """``tail -f``/``maintail -f`` import the stream client; it stays as lean as vigilctl."""
+    code = (
+        "import sys, json, manager.vigilctl, manager.ctl.stream; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert "manager.ctl.stream" in loaded
+    heavy = {"tenacity", "manager.events", "manager.states", "manager.supervisor", "asyncio"}
+    assert loaded & heavy == set()
+    assert "manager.ctl.foreground" not in loaded  # nor what only fg needs
