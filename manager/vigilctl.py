@@ -26,13 +26,11 @@ Differences from supervisorctl, all deliberate:
 * ``fg`` follows ``/logtail`` over HTTP as supervisorctl does, but also ends by itself
   when the process stops (supervisorctl notices only at the next line typed) and
   returns at once (supervisorctl lingers up to 30 s); see :mod:`manager.ctl.foreground`.
-* ``tail -f`` polls ``tailProcessStdoutLog``/``tailProcessStderrLog`` every 0.2 s and
-  ``maintail -f`` polls ``readLog`` instead of streaming ``/logtail``; the output
-  (``==> Press Ctrl-C to exit <==``, the last 1024 bytes, then new bytes, a log that
-  shrank is followed again from its start, a blank line on Ctrl-C, exit 0) is the same.
-  A log that is truncated in place gets no ``==> File truncated <==`` line: over
-  XML-RPC that cannot be told apart from a cleared or rotated (new) log, which
-  supervisorctl follows without one.
+* ``tail -f`` and ``maintail -f`` stream ``/logtail`` and ``/mainlogtail`` over HTTP as
+  supervisorctl does, with its messages; a log truncated in place on vigild gets
+  ``==> File truncated <==`` and is followed on (supervisord ends the stream there),
+  and a closed stdout ends the command with supervisorctl's one-line message instead
+  of a traceback. See :mod:`manager.ctl.logs` and :mod:`manager.ctl.stream`.
 * Where supervisorctl prints a Python traceback summary (``error: <class ...>, ...:
   file: ... line: ...``) vigilctl prints one ``error: <what went wrong>`` line naming
   the server URL, with the same exit status (1). After ``Server requires

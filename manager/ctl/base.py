@@ -20,7 +20,6 @@ import cmd
 import enum
 import errno
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
@@ -109,7 +108,6 @@ class ControllerBase:
             if ``None``).
         connect: builds the RPC client for a URL (injectable for tests); ``fg`` calls
             the client from two threads at once.
-        sleep: how to wait between polls of ``tail -f``/``maintail -f``.
         read_line: reads a line for ``fg`` to send to the process (``input``).
     """
 
@@ -122,7 +120,6 @@ class ControllerBase:
         out: TextIO,
         err: TextIO | None = None,
         connect: Connect = default_connect,
-        sleep: Callable[[float], None] = time.sleep,
         read_line: Callable[[], str] = input,
     ) -> None:
         self.serverurl = serverurl
@@ -131,7 +128,6 @@ class ControllerBase:
         self._out = out
         self._err = sys.stderr if err is None else err
         self._connect = connect
-        self._sleep = sleep
         self._read_line = read_line
         self._client: RPC | None = None
         #: the exit status so far (supervisorctl never resets it within a command)
