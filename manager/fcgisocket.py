@@ -42,6 +42,7 @@ import socket
 import stat
 
 from manager.config import Config, InetSocketConfig, SocketConfig, UnixSocketConfig
+from manager.httpbind import bind_private, file_identity
 
 __all__ = ["FcgiSocketError", "SharedSocket", "check_sockets", "socket_configs"]
 
@@ -126,7 +127,7 @@ class SharedSocket:
         self._log.info("Closing socket %s", self.config.url)
         sock.close()
         if isinstance(self.config, UnixSocketConfig) and self._file is not None:
-            if _identity(self.config.path) == self._file:
+            if file_identity(self.config.path) == self._file:
                 try:
                     os.unlink(self.config.path)
                 except OSError as exc:
@@ -158,16 +159,8 @@ def _bind_unix(config: UnixSocketConfig) -> tuple[socket.socket, tuple[int, int]
         if not stat.S_ISSOCK(st.st_mode):
             raise OSError(f"{path} exists and is not a socket")
         os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound = False
+    sock = bind_private(path)
     try:
-        # umask is process-wide: vigild is single-threaded
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        bound = True
         if config.owner is not None:
             try:
                 os.chown(path, config.owner[0], config.owner[1])
@@ -180,19 +173,10 @@ def _bind_unix(config: UnixSocketConfig) -> tuple[socket.socket, tuple[int, int]
         sock.listen(config.backlog)
     except BaseException:
         sock.close()
-        if bound:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         raise
-    return sock, _identity(path)
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+    return sock, file_identity(path)
 
 
 def socket_configs(config: Config) -> list[SocketConfig]:

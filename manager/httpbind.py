@@ -28,7 +28,7 @@ import os
 import socket
 import stat
 
-__all__ = ["IN_USE_MESSAGE", "BindError", "bind_tcp", "bind_unix", "file_identity"]
+__all__ = ["IN_USE_MESSAGE", "BindError", "bind_private", "bind_tcp", "bind_unix", "file_identity"]
 
 log = logging.getLogger("vigild.http")
 
@@ -72,16 +72,13 @@ def bind_unix(
         BindError: the path is in use, is not a socket, or cannot be bound or prepared.
     """
     _remove_stale(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    bound = False
     try:
-        # umask is process-wide: vigild is single-threaded, and this runs at startup
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        bound = True
+        sock = bind_private(path)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(IN_USE_MESSAGE) from None
+        raise BindError(f"Cannot open an HTTP server on {path}: {exc}") from None
+    try:
         os.chmod(path, chmod)
         if chown is not None:
             try:
@@ -99,11 +96,28 @@ def bind_unix(
         raise
     except OSError as exc:
         sock.close()
-        if bound:
-            _unlink_quietly(path)
-        elif exc.errno == errno.EADDRINUSE:
-            raise BindError(IN_USE_MESSAGE) from None
+        _unlink_quietly(path)
         raise BindError(f"Cannot open an HTTP server on {path}: {exc}") from None
+    return sock
+
+
+def bind_private(path: str) -> socket.socket:
+    """A unix stream socket bound at ``path`` under umask ``0177``, not listening yet.
+
+    The file starts as ``0600`` and nobody can connect before ``listen()``, so the
+    caller sets the mode and owner it wants first. The socket is closed on failure.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # umask is process-wide: vigild is single-threaded
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
